@@ -1,0 +1,234 @@
+"""Settings: one typed definition, defaults here, overridable by a config file and by environment.
+
+Precedence (highest first): explicit overrides (CLI flags) > environment variables `O2O_<NAME>` >
+the config file (`--config FILE` or `O2O_CONFIG`, TOML or YAML) > the defaults below.
+
+The file may group settings in sections; a key `k` in section `s` is the setting `s_k`:
+
+    [kafka]
+    bootstrap_servers = "broker-1:9092,broker-2:9092"    # same as O2O_KAFKA_BOOTSTRAP_SERVERS
+    [clickhouse]
+    host = "ch.internal"                                  # same as O2O_CLICKHOUSE_HOST
+
+Secrets are `SecretStr`: they print as '**********' in logs, errors and `o2o config`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "O2O_"
+CONFIG_FILE_ENV = "O2O_CONFIG"
+
+
+class ConfigError(Exception):
+    """Bad configuration. The message names the setting, the value's source and what is accepted."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    # --- runtime ---------------------------------------------------------------------------
+    mode: Literal["dev", "prod"] = "dev"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    state_dir: Path = Path(".o2o")
+
+    # --- Kafka (librdkafka / confluent-kafka names where they exist) -------------------------
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: Path | None = None
+    kafka_ssl_certificate_location: Path | None = None
+    kafka_ssl_key_location: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    # Any other librdkafka property, passed through unchanged (e.g. {"linger.ms": "20"}).
+    kafka_extra: dict[str, str] = Field(default_factory=dict)
+    topic_prefix: str = "o2o"
+    topic_partitions: int = Field(default=4, ge=1, le=1024)
+    topic_replication_factor: int = Field(default=1, ge=1, le=16)
+    topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)
+    schema_registry_url: str | None = None
+
+    # --- ClickHouse --------------------------------------------------------------------------
+    clickhouse_host: str = "127.0.0.1"
+    clickhouse_port: int = Field(default=19000, ge=1, le=65535)
+    clickhouse_database: str = Field(default="o2o", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    clickhouse_user: str = "default"
+    clickhouse_password: SecretStr = SecretStr("")
+    clickhouse_secure: bool = False
+    clickhouse_ca_certs: Path | None = None
+    # Only the local stack uses this: its ClickHouse HTTP port.
+    clickhouse_http_port: int = Field(default=18123, ge=1, le=65535)
+
+    # --- privacy -------------------------------------------------------------------------------
+    # Key of the HMAC-SHA256 that replaces raw MACs and phone numbers. Required in prod mode.
+    hash_secret: SecretStr | None = None
+
+    # --- metrics -------------------------------------------------------------------------------
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _servers_have_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
+        return value
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical topic ('browse', 'dlq', 'sessions', ...)."""
+        return f"{self.topic_prefix}.{name}"
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka properties for any confluent-kafka client: servers, security, pass-through."""
+        conf: dict[str, str] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        optional = {
+            "sasl.mechanism": self.kafka_sasl_mechanism,
+            "sasl.username": self.kafka_sasl_username,
+            "sasl.password": self.kafka_sasl_password,
+            "ssl.ca.location": self.kafka_ssl_ca_location,
+            "ssl.certificate.location": self.kafka_ssl_certificate_location,
+            "ssl.key.location": self.kafka_ssl_key_location,
+            "ssl.key.password": self.kafka_ssl_key_password,
+        }
+        for key, value in optional.items():
+            if value is not None:
+                conf[key] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        conf.update(self.kafka_extra)
+        return conf
+
+    def clickhouse_client_kwargs(self, database: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for `clickhouse_driver.Client`."""
+        kwargs: dict[str, Any] = {
+            "host": self.clickhouse_host,
+            "port": self.clickhouse_port,
+            "database": database or self.clickhouse_database,
+            "user": self.clickhouse_user,
+            "password": self.clickhouse_password.get_secret_value(),
+            "secure": self.clickhouse_secure,
+        }
+        if self.clickhouse_ca_certs:
+            kwargs["ca_certs"] = str(self.clickhouse_ca_certs)
+        return kwargs
+
+    def check_ready_for(self, purpose: str) -> None:
+        """Refuse to start `purpose` in prod mode with settings that only suit a laptop."""
+        if self.mode == "prod" and self.hash_secret is None:
+            raise ConfigError(
+                f"{purpose}: setting 'hash_secret' is required in prod mode: raw MAC addresses and phone "
+                f"numbers are replaced by HMAC-SHA256 with this key. Set {ENV_PREFIX}HASH_SECRET, or "
+                "hash_secret = \"...\" in the config file (keep that file private)."
+            )
+
+    @property
+    def effective_hash_secret(self) -> bytes:
+        """The hashing key; dev mode has a fixed, documented, insecure one so laptops just work."""
+        if self.hash_secret is not None:
+            return self.hash_secret.get_secret_value().encode()
+        self.check_ready_for("hashing")
+        return b"o2o-dev-only-insecure-hash-secret"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or YAML config file and flatten one level of sections into `section_key`."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it ({exc.strerror})") from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {path}: use a .toml, .yaml or .yml file")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {path}: not valid {path.suffix[1:].upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of settings at the top level")
+    return flatten_sections(data)
+
+
+def flatten_sections(data: dict[str, Any]) -> dict[str, Any]:
+    """{'kafka': {'bootstrap_servers': x}} -> {'kafka_bootstrap_servers': x}; dict-valued settings stay."""
+    dict_settings = {name for name, f in Settings.model_fields.items() if f.annotation == dict[str, str]}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in dict_settings:
+            for sub_key, sub_value in value.items():
+                flat[f"{key}_{sub_key}"] = sub_value
+        else:
+            flat[key] = value
+    return flat
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build settings from defaults, the config file, the environment and overrides; explain errors."""
+    config_file = config_file or os.environ.get(CONFIG_FILE_ENV)
+    file_values = read_config_file(Path(config_file)) if config_file else {}
+    env_names = {f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields}
+    env_given = {name for name in Settings.model_fields if f"{ENV_PREFIX}{name}".upper() in os.environ}
+    unknown_env = sorted(
+        key for key in os.environ if key.startswith(ENV_PREFIX) and key not in env_names and key != CONFIG_FILE_ENV
+    )
+    if unknown_env:
+        raise ConfigError(f"unknown setting in the environment: {', '.join(unknown_env)} ({_known_hint()})")
+    # The file is the lowest layer above defaults: drop what the environment sets.
+    values = {k: v for k, v in file_values.items() if k not in env_given}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, config_file, set(file_values), env_given)) from None
+
+
+def _known_hint() -> str:
+    return "run 'o2o config --help' or see README 'Configuration' for the list of settings"
+
+
+def _explain(exc: ValidationError, config_file: Any, from_file: set[str], from_env: set[str]) -> str:
+    lines = ["bad configuration:"]
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        if name in from_env:
+            where = f"environment {ENV_PREFIX}{name.upper()}"
+        elif name in from_file:
+            where = f"config file {config_file}"
+        else:
+            where = "command line or default"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  - unknown setting {name!r} ({where}); {_known_hint()}")
+            continue
+        given = error.get("input")
+        shown = "'**********'" if _is_secret(name) else repr(given)
+        lines.append(f"  - setting {name!r} ({where}): {error['msg']}; got {shown}")
+    return "\n".join(lines)
+
+
+def _is_secret(name: str) -> bool:
+    field = Settings.model_fields.get(name)
+    return field is not None and "SecretStr" in str(field.annotation)
