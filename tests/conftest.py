@@ -1,0 +1,204 @@
+"""Fixtures shared by the suite: one real local stack per test run, and helpers around it.
+
+The stack (Tansu broker + ClickHouse server) starts once per run in a temporary state directory on
+free ports, so two runs never collide, and stops at the end. There are no mocks of Kafka or
+ClickHouse anywhere in the suite, and nothing skips when a service is missing: a missing service
+fails the run with the stack's own explanation.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from clickhouse_driver import Client
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pipeline.config import Settings, load_settings
+from pipeline.stack import LocalStack
+
+# Consumer groups on Tansu join in about half of session.timeout.ms (DESIGN.md): keep it short.
+TEST_SESSION_TIMEOUT_MS = 6000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stack_settings(state_dir: Path) -> Settings:
+    return load_settings(
+        None,
+        state_dir=state_dir,
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        clickhouse_port=free_port(),
+        clickhouse_http_port=free_port(),
+        topic_prefix=f"t{uuid.uuid4().hex[:6]}",
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings pointing at a running local stack, started for this test run only."""
+    settings = stack_settings(tmp_path_factory.mktemp("stack"))
+    local = LocalStack(settings)
+    local.up()
+    try:
+        yield settings
+    finally:
+        local.down()
+
+
+@pytest.fixture
+def unique_topic(stack: Settings) -> Callable[..., str]:
+    """Create a fresh topic (explicit retention.ms: Tansu reports none otherwise) and return its name."""
+    admin = AdminClient(stack.kafka_client_config())
+
+    def create(prefix: str = "test", partitions: int = 1) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        futures = admin.create_topics([NewTopic(name, partitions, 1, config={"retention.ms": "3600000"})])
+        futures[name].result(timeout=10)
+        return name
+
+    return create
+
+
+def produce(settings: Settings, topic: str, values: list[bytes], key: Callable[[int], bytes] | None = None) -> None:
+    """Produce all values and wait for every delivery report; raise on any failure."""
+    producer = Producer({**settings.kafka_client_config(), "linger.ms": 5, "enable.idempotence": True})
+    errors: list = []
+
+    def on_delivery(err, _msg):
+        if err is not None:
+            errors.append(err)
+
+    for i, value in enumerate(values):
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key(i) if key else None, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    remaining = producer.flush(30)
+    assert remaining == 0 and not errors, f"{remaining} undelivered, errors: {errors[:3]}"
+
+
+def consume(settings: Settings, topic: str, expected: int, timeout_s: float = 60.0, group: str | None = None) -> list:
+    """Read `expected` messages with a consumer group (short session timeout); fail if they don't come."""
+    consumer = Consumer({
+        **settings.kafka_client_config(),
+        "group.id": group or f"test-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": TEST_SESSION_TIMEOUT_MS,
+        "enable.auto.commit": False,
+    })
+    consumer.subscribe([topic])
+    messages: list = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=10_000, timeout=0.5):
+                assert message.error() is None, message.error()
+                messages.append(message)
+    finally:
+        consumer.close()
+    assert len(messages) == expected, f"read {len(messages)} of {expected} messages from {topic}"
+    return messages
+
+
+@pytest.fixture
+def producer_for(stack: Settings) -> Callable[[str, list[bytes]], None]:
+    return lambda topic, values: produce(stack, topic, values)
+
+
+@pytest.fixture
+def consumer_for(stack: Settings) -> Callable[..., list]:
+    return lambda topic, expected, **kw: consume(stack, topic, expected, **kw)
+
+
+@pytest.fixture(scope="module")
+def clickhouse_db(stack: Settings, request: pytest.FixtureRequest) -> Iterator[Client]:
+    """A fresh ClickHouse database for the test module, dropped afterwards; the client uses it."""
+    name = f"test_{request.module.__name__.rsplit('.', 1)[-1]}_{uuid.uuid4().hex[:6]}"
+    admin = Client(**stack.clickhouse_client_kwargs(database="default"))
+    admin.execute(f"CREATE DATABASE {name}")
+    client = Client(**stack.clickhouse_client_kwargs(database=name))
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.disconnect()
+
+
+# --- SQL files on both engines ----------------------------------------------------------------------
+
+
+class ServerSQL:
+    """Runs SQL text on the Debian ClickHouse server over HTTP, the way clickhouse-client would.
+
+    (clickhouse-driver waits forever for a data block after an `INSERT ... VALUES (...)` written
+    inline in the query on 18.16; the HTTP interface takes any statement as text.)
+    """
+
+    def __init__(self, settings: Settings, database: str):
+        query = urllib.parse.urlencode({"database": database, "default_format": "CSV"})
+        self.url = f"http://{settings.clickhouse_host}:{settings.clickhouse_http_port}/?{query}"
+
+    def run(self, sql: str) -> str:
+        request = urllib.request.Request(self.url, data=sql.encode(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.read().decode()
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"ClickHouse rejected:\n{sql}\n{exc.read().decode()}") from None
+
+    def run_file(self, path: Path) -> list[str]:
+        return [self.run(statement) for statement in split_sql(path.read_text())]
+
+
+@pytest.fixture(scope="module")
+def server_sql(stack: Settings, clickhouse_db: Client) -> ServerSQL:
+    """SQL text on the Debian server, in the module's fresh database."""
+    return ServerSQL(stack, clickhouse_db.connection.database)
+
+
+class ModernClickHouse:
+    """Runs SQL through chdb (a current ClickHouse engine embedded in the process).
+
+    Later features prove their DDL and KPI SQL run on both the Debian 18.16 server and current
+    ClickHouse: `modern_clickhouse.run_file(path)` executes every statement of a file here.
+    """
+
+    def __init__(self, path: Path):
+        from chdb import session
+
+        self.session = session.Session(str(path))
+
+    def run(self, sql: str, fmt: str = "CSV") -> str:
+        return str(self.session.query(sql, fmt))
+
+    def run_file(self, path: Path) -> list[str]:
+        return [self.run(statement) for statement in split_sql(path.read_text())]
+
+
+def split_sql(text: str) -> list[str]:
+    """Statements of a SQL file separated by ';' at line ends; '--' comment lines ignored."""
+    lines = [line for line in text.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip().rstrip(";").strip()]
+
+
+@pytest.fixture(scope="session")
+def modern_clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModernClickHouse]:
+    engine = ModernClickHouse(tmp_path_factory.mktemp("chdb"))
+    yield engine
+    engine.session.close()
