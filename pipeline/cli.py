@@ -28,11 +28,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
-stack_app = typer.Typer(help="Start, inspect and stop the local broker and ClickHouse (for laptops and tests).",
+stack_app = typer.Typer(rich_markup_mode="markdown", help="Start, inspect and stop the local broker and ClickHouse (for laptops and tests).",
                         no_args_is_help=True)
-dlq_app = typer.Typer(help="Inspect and replay dead letters (rejected input, with reasons).", no_args_is_help=True)
-triggers_app = typer.Typer(help="Watch trigger topics and run aggregate trigger rules.", no_args_is_help=True)
+dlq_app = typer.Typer(rich_markup_mode="markdown", help="Inspect and replay dead letters (rejected input, with reasons).", no_args_is_help=True)
+triggers_app = typer.Typer(rich_markup_mode="markdown", help="Watch trigger topics and run aggregate trigger rules.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(triggers_app, name="triggers")
@@ -144,20 +145,113 @@ def stack_down(config: ConfigOption = None, state_dir: StateDirOption = None) ->
 
 @app.command("init")
 def init_cmd(config: ConfigOption = None) -> None:
-    """Create the Kafka topics and the ClickHouse schema. Idempotent: safe to run again."""
-    not_yet(3)
+    """Create the Kafka topics (ingress per event type, dead letters, accepted events, agent state).
+
+    Idempotent: existing topics are left as they are and reported. Partitions and retention come from
+    the settings topic_partitions and topic_retention_ms.
+    """
+    from agents.admin import create_topics
+
+    settings = settings_from(config)
+    try:
+        outcomes = create_topics(settings)
+    except ConnectionError as exc:
+        fail(str(exc))
+    for spec, outcome in outcomes:
+        typer.echo(f"{outcome:24} {spec.name:36} {spec.partitions:3} partitions  {spec.purpose}")
 
 
 @app.command("worker")
 def worker_cmd(config: ConfigOption = None) -> None:
-    """Run a faust worker with all agents (ingest, identity and sessions, triggers, ClickHouse sink)."""
-    not_yet(4)
+    """Run a faust worker with all agents. Start more workers to share the partitions.
+
+    Stops cleanly on SIGTERM or Ctrl-C; serves Prometheus metrics on metrics_port (0 turns them off).
+    """
+    from agents.app import run_worker
+
+    settings = settings_from(config)
+    try:
+        settings.check_ready_for("o2o worker")
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    run_worker(settings)
 
 
 @app.command("produce")
-def produce_cmd(config: ConfigOption = None) -> None:
-    """Send events from a JSONL file (or stdin) to the ingress topics."""
-    not_yet(3)
+def produce_cmd(
+    file: Annotated[str, typer.Option("--file", "-f", help="JSONL file of events in canonical JSON, or - for stdin.")],
+    topic_per_type: Annotated[bool, typer.Option(
+        "--topic-per-type", help="Send each event to its type's ingress topic (the default).")] = True,
+    topic: Annotated[Optional[str], typer.Option(help="Send every event to this one topic instead.")] = None,
+    rejects: Annotated[Optional[Path], typer.Option(
+        help="Where lines rejected locally go (default: <file>.rejects.jsonl, or stdin.rejects.jsonl).")] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send a JSONL file of events to Kafka: validated, personal identifiers hashed, batched.
+
+    Lines that fail validation are not sent: each is written, with its line number, reason code and
+    detail, to the reject file, and counted in the summary. Exit code 1 if any line was rejected or
+    not delivered.
+    """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pipeline.producer import EventProducer, send_jsonl
+
+    settings = settings_from(config)
+    source = sys.stdin.buffer if file == "-" else _open_input(Path(file))
+    reject_path = rejects or Path("stdin.rejects.jsonl" if file == "-" else f"{file}.rejects.jsonl")
+    total = None if file == "-" else Path(file).stat().st_size
+    try:
+        producer = EventProducer(settings, topic=None if topic_per_type and not topic else topic)
+    except ConnectionError as exc:
+        fail(str(exc))
+    rejected_lines = 0
+    with open(reject_path, "w") as reject_out, producer, Progress(
+        TextColumn("sending"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+        disable=as_json or not sys.stderr.isatty(), console=_stderr_console(),
+    ) as progress:
+        task = progress.add_task("send", total=total)
+
+        def on_reject(line_no: int, line: bytes, rejection) -> None:
+            nonlocal rejected_lines
+            rejected_lines += 1
+            text = line.decode(errors="replace").rstrip("\n") if isinstance(line, bytes) else line.rstrip("\n")
+            reject_out.write(json.dumps({"line": line_no, "reason": rejection.reason, "detail": rejection.detail,
+                                         "input": text}) + "\n")
+
+        read = send_jsonl(producer, source, on_reject, on_line=lambda line: progress.advance(task, len(line)))
+    if not rejected_lines:
+        reject_path.unlink()
+    summary = {"read": read, **producer.stats.to_dict(),
+               "rejects_file": str(reject_path) if rejected_lines else None}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        stats = producer.stats
+        typer.echo(f"read {read} events: {stats.delivered} delivered, {sum(stats.rejected.values())} rejected "
+                   f"locally, {stats.failed} failed delivery")
+        for reason, count in sorted(stats.rejected.items()):
+            typer.echo(f"  rejected {reason}: {count}")
+        if rejected_lines:
+            typer.echo(f"rejected lines (with reasons) are in {reject_path}; fix them and produce that file's inputs again")
+        for error in stats.errors:
+            typer.echo(f"  delivery error: {error}", err=True)
+    if rejected_lines or producer.stats.failed or producer.stats.errors:
+        raise typer.Exit(1)
+
+
+def _open_input(path: Path):
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 @app.command("simulate")
@@ -176,6 +270,129 @@ def dry_run_cmd(config: ConfigOption = None) -> None:
 def report_cmd(config: ConfigOption = None) -> None:
     """Print the KPIs (footfall, conversion, funnel, GMV, share and complaint rates) from ClickHouse."""
     not_yet(6)
+
+
+# --- dead letters --------------------------------------------------------------------------------
+
+ReasonOption = Annotated[Optional[list[str]], typer.Option(
+    "--reason", help="Only dead letters with this reason code (repeatable): malformed, schema, no_identity, "
+                     "future_timestamp, invalid_value.")]
+
+
+def _dead_letters(settings: Settings, reasons: list[str] | None, follow: bool = False):
+    """(message, decoded dead letter) pairs from the dead-letter topic, filtered by reason."""
+    from agents.changelog import read_to_end
+    from pipeline.serde import DecodeError, EventCodec
+    from pipeline.topics import DLQ
+    from pipeline.validation import REASON_CODES
+
+    unknown = sorted(set(reasons or ()) - set(REASON_CODES))
+    if unknown:
+        fail(f"unknown reason code {', '.join(unknown)}; use one of {', '.join(REASON_CODES)}", code=2)
+    codec = EventCodec()
+    try:
+        for message in read_to_end(settings, settings.topic(DLQ), follow=follow):
+            try:
+                dead = codec.decode_dead_letter(message.value())
+            except DecodeError as exc:
+                log.warning("skipping an unreadable record at %s[%d]@%d: %s",
+                            message.topic(), message.partition(), message.offset(), exc.detail)
+                continue
+            if not reasons or dead["reason"] in reasons:
+                yield message, dead
+    except Exception as exc:  # KafkaException, TimeoutError: say what to check
+        fail(f"cannot read {settings.topic(DLQ)} at {settings.kafka_bootstrap_servers}: {exc}; "
+             "is the broker up and `o2o init` done?")
+
+
+def _readable_dead_letter(dead: dict) -> str:
+    from pipeline.events import format_occurred_at
+
+    where = (f"{dead['source_topic']}[{dead['source_partition']}]@{dead['source_offset']}"
+             if dead["source_topic"] else f"line {dead['source_offset']}")
+    return (f"{format_occurred_at(dead['received_at'])}  {dead['reason']:16} {dead['event_type'] or '?':12} "
+            f"{dead['event_id'] or '-':24} {where}\n    {dead['detail']}")
+
+
+@dlq_app.command("tail")
+def dlq_tail(
+    reason: ReasonOption = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many (the most recent); 0 for all.")] = 20,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new dead letters as they come.")] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show dead letters readably: when, reason code, type, event id, where it came from, and what to fix."""
+    import base64
+    from collections import deque
+
+    settings = settings_from(config)
+
+    def show(dead: dict) -> None:
+        if as_json:
+            typer.echo(json.dumps({**dead, "original": base64.b64encode(dead["original"]).decode()}))
+        else:
+            typer.echo(_readable_dead_letter(dead))
+
+    if follow:
+        for _, dead in _dead_letters(settings, reason, follow=True):
+            show(dead)
+        return
+    recent: deque = deque(maxlen=limit or None)
+    count = 0
+    for _, dead in _dead_letters(settings, reason):
+        recent.append(dead)
+        count += 1
+    for dead in recent:
+        show(dead)
+    if not as_json:
+        typer.echo(f"{count} dead letters{' with reason ' + '/'.join(reason) if reason else ''}; showing {len(recent)}",
+                   err=True)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    reason: ReasonOption = None,
+    event_id: Annotated[Optional[list[str]], typer.Option("--event-id", help="Only these event ids (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be replayed; send nothing.")] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-send dead letters' original bytes to the ingress topic and partition they came from.
+
+    Use it after fixing the cause (a schema update, a new setting). Replayed events go through
+    ingest again: ones now valid are accepted, ones already accepted are dropped as duplicates, and
+    ones still invalid come back as new dead letters. Dead letters from files (no source topic) are
+    counted as not replayable.
+    """
+    from confluent_kafka import Producer
+
+    settings = settings_from(config)
+    producer = None if dry_run else Producer({**settings.kafka_client_config(), "enable.idempotence": True})
+    replayed, not_replayable, failed = 0, 0, []
+    for _, dead in _dead_letters(settings, reason):
+        if event_id and dead["event_id"] not in event_id:
+            continue
+        if not dead["source_topic"] or not dead["original"]:
+            not_replayable += 1
+            continue
+        replayed += 1
+        if producer is not None:
+            producer.produce(dead["source_topic"], value=dead["original"], partition=dead["source_partition"],
+                             on_delivery=lambda err, _m: err and failed.append(str(err)))
+            producer.poll(0)
+    if producer is not None and producer.flush(30):
+        failed.append("undelivered after 30 s")
+    summary = {"replayed": replayed, "not_replayable": not_replayable, "failed": failed, "dry_run": dry_run}
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        verb = "would replay" if dry_run else "replayed"
+        typer.echo(f"{verb} {replayed} dead letters; {not_replayable} not replayable (no source topic)")
+        for error in failed[:5]:
+            typer.echo(f"  delivery error: {error}", err=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 @triggers_app.command("tail")

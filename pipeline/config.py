@@ -73,8 +73,42 @@ class Settings(BaseSettings):
     # Key of the HMAC-SHA256 that replaces raw MACs and phone numbers. Required in prod mode.
     hash_secret: SecretStr | None = None
 
+    # --- validation and deduplication (see pipeline/validation.py, pipeline/dedup.py) -------------
+    validation_max_future_skew_ms: int = Field(default=300_000, ge=0)
+    validation_min_occurred_at_ms: int = Field(default=946_684_800_000, ge=0)
+    validation_max_string_len: int = Field(default=1024, ge=16)
+    validation_max_properties: int = Field(default=64, ge=0)
+    validation_max_items: int = Field(default=1000, ge=1)
+    dedup_window_ms: int = Field(default=600_000, ge=1000)
+    dedup_max_entries: int = Field(default=1_000_000, ge=1000)
+
+    # --- stream processing ---------------------------------------------------------------------
+    # Most records an agent takes at once, and how long it waits to fill a batch.
+    agent_batch_records: int = Field(default=500, ge=1)
+    agent_batch_wait_ms: int = Field(default=100, ge=1)
+    # Events per output record (records carrying many events keep agents fast; DESIGN.md).
+    output_batch_events: int = Field(default=200, ge=1, le=10_000)
+    # Consumer group session timeout: joins take about half of it on the local broker.
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+
     # --- metrics -------------------------------------------------------------------------------
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+
+    def validation_policy(self) -> "ValidationPolicy":
+        from pipeline.validation import ValidationPolicy
+
+        return ValidationPolicy(
+            max_future_skew_ms=self.validation_max_future_skew_ms,
+            min_occurred_at_ms=self.validation_min_occurred_at_ms,
+            max_string_len=self.validation_max_string_len,
+            max_properties=self.validation_max_properties,
+            max_items=self.validation_max_items,
+        )
+
+    def new_deduplicator(self) -> "Deduplicator":
+        from pipeline.dedup import Deduplicator
+
+        return Deduplicator(window_ms=self.dedup_window_ms, max_entries=self.dedup_max_entries)
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -17,6 +17,7 @@ the broker listens on the first address of `kafka_bootstrap_servers`, ClickHouse
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import signal
@@ -312,6 +313,8 @@ class ClickHouse(Component):
     def _client(self):
         from clickhouse_driver import Client
 
+        # Refused connections are expected while the server starts; the driver logs each at WARNING.
+        logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
         return Client(host=self.host, port=self.ports[0], connect_timeout=1, send_receive_timeout=5)
 
     def answers(self) -> bool:

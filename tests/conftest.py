@@ -202,3 +202,112 @@ def modern_clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mode
     engine = ModernClickHouse(tmp_path_factory.mktemp("chdb"))
     yield engine
     engine.session.close()
+
+
+# --- the pipeline's own processes ------------------------------------------------------------------
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for an `o2o` subprocess that uses the same stack and topics as `settings`."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("O2O_")}
+    env.update(
+        O2O_STATE_DIR=str(settings.state_dir),
+        O2O_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+        O2O_CLICKHOUSE_PORT=str(settings.clickhouse_port),
+        O2O_CLICKHOUSE_HTTP_PORT=str(settings.clickhouse_http_port),
+        O2O_TOPIC_PREFIX=settings.topic_prefix,
+        O2O_KAFKA_SESSION_TIMEOUT_MS=str(TEST_SESSION_TIMEOUT_MS),
+        O2O_AGENT_BATCH_WAIT_MS="50",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def pipeline_settings(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The stack's settings with topics of the test's own (created like `o2o init` does)."""
+    from agents.admin import create_topics
+
+    settings = stack.model_copy(update={
+        "topic_prefix": f"m{uuid.uuid4().hex[:8]}",
+        "kafka_session_timeout_ms": TEST_SESSION_TIMEOUT_MS,
+        "state_dir": tmp_path_factory.mktemp("pipeline"),
+    })
+    create_topics(settings)
+    return settings
+
+
+class WorkerProcess:
+    """`o2o worker` as a real subprocess; metrics read from its Prometheus endpoint."""
+
+    def __init__(self, settings: Settings, log_path: Path, **env: str):
+        import subprocess
+        import sys
+
+        self.metrics_port = free_port()
+        self.log_path = log_path
+        command = [str(Path(sys.executable).parent / "o2o"), "worker"]
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT,
+                env=settings_env(settings, O2O_METRICS_PORT=str(self.metrics_port), **env),
+            )
+
+    def metrics(self) -> dict[str, float]:
+        """Samples as {'name{label="v",...}': value}; {} while the endpoint is not up yet."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
+    def total(self, metric: str) -> float:
+        samples = self.metrics()
+        return sum(v for k, v in samples.items() if k == metric or k.startswith(metric + "{"))
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process.poll() is None:
+            self.process.kill() if kill else self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except Exception:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def start_worker(pipeline_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `o2o worker` processes on the module's topics; all are stopped after the test."""
+    workers: list[WorkerProcess] = []
+
+    def start(**env: str) -> WorkerProcess:
+        worker = WorkerProcess(pipeline_settings, tmp_path / f"worker-{len(workers)}.log", **env)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float = 60.0, what: str = "condition") -> object:
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.2)

@@ -1,0 +1,62 @@
+"""The faust-streaming app: settings in, agents registered, a worker out. No domain logic here."""
+
+from __future__ import annotations
+
+import ssl
+
+import faust
+
+from pipeline.config import Settings
+
+
+def create_app(settings: Settings) -> faust.App:
+    from agents import ingest
+
+    app = faust.App(
+        f"{settings.topic_prefix}-pipeline",
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+        broker_credentials=broker_credentials(settings),
+        store="memory://",  # state lives in our own changelogs (agents/changelog.py), not faust Tables
+        datadir=str(settings.state_dir / "worker"),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        topic_allow_declare=False,  # `o2o init` owns topic creation
+        topic_disable_leader=True,
+        broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
+        broker_heartbeat_interval=max(0.5, settings.kafka_session_timeout_ms / 10_000),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+    )
+    ingest.register(app, settings)
+    return app
+
+
+def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """faust's form of the Kafka security settings (the same settings confluent-kafka clients use)."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=str(settings.kafka_ssl_ca_location) if settings.kafka_ssl_ca_location else None)
+    if settings.kafka_ssl_certificate_location and settings.kafka_ssl_key_location:
+        password = settings.kafka_ssl_key_password.get_secret_value() if settings.kafka_ssl_key_password else None
+        context.load_cert_chain(settings.kafka_ssl_certificate_location, settings.kafka_ssl_key_location, password)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username, password=password,
+        mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+        ssl_context=context if protocol == "SASL_SSL" else None,
+    )
+
+
+def run_worker(settings: Settings) -> None:
+    """Run one worker with all agents until SIGTERM/SIGINT; serves Prometheus metrics."""
+    from prometheus_client import start_http_server
+
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="0.0.0.0")
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()

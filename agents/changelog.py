@@ -1,0 +1,61 @@
+"""Reading a topic to its end exactly: agent state restores and `o2o dlq`.
+
+Why not faust Tables for state: their recovery reads a changelog only up to the end offset that
+ListOffsets reports, and the local broker (Tansu 0.6.0) under-reports it, so a restored table
+silently misses its tail (DESIGN.md). Here reading stops at librdkafka's partition EOF, which it
+signals when the fetch position reaches the high watermark carried in Fetch responses: right on
+Tansu and on Apache Kafka alike.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Iterator
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from pipeline.config import Settings
+
+
+def read_to_end(settings: Settings, topic: str, partitions: list[int] | None = None,
+                follow: bool = False, timeout_s: float = 60.0) -> Iterator[Message]:
+    """Every message of `topic` (or of the given partitions) from the beginning to the end.
+
+    With `follow`, keeps waiting for new messages after the end (until the caller stops iterating).
+    """
+    consumer = Consumer({
+        **settings.kafka_client_config(),
+        "group.id": f"o2o-reader-{uuid.uuid4().hex[:8]}",  # assign() only; the group is never joined
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+    })
+    try:
+        if partitions is None:
+            metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+            if metadata.error is not None:
+                raise KafkaException(metadata.error)
+            partitions = sorted(metadata.partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        open_partitions = set(partitions)
+        deadline = time.monotonic() + timeout_s
+        while open_partitions or follow:
+            message = consumer.poll(0.5)
+            if message is None:
+                if not follow and time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {topic} got no end-of-partition answer within {timeout_s:.0f} s")
+                continue
+            error = message.error()
+            if error is None:
+                yield message
+            elif error.code() == KafkaError._PARTITION_EOF:
+                open_partitions.discard(message.partition())
+            else:
+                raise KafkaException(error)
+    finally:
+        consumer.close()
+
+
+def read_partition(settings: Settings, topic: str, partition: int) -> list[bytes]:
+    """Every record value of one partition, in offset order (an agent's changelog on restore)."""
+    return [message.value() for message in read_to_end(settings, topic, [partition])]

@@ -1,0 +1,106 @@
+"""The ingest agent: ingress topics -> validate, hash, dedup (pipeline.ingest) -> accepted / dlq.
+
+Per batch of Kafka records: run the pure stage per input partition, then send the accepted events
+as batch records partitioned by routing key, the dead letters, and one changelog record per input
+partition with the event ids it accepted; every send is acknowledged before the batch is acked,
+so offsets are committed only for input whose output is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from agents import metrics
+from agents.changelog import read_partition
+from pipeline.config import Settings
+from pipeline.events import EVENT_TYPES
+from pipeline.ingest import IngestResult, IngestStage, routing_key
+from pipeline.privacy import IdentifierHasher
+from pipeline.serde import EventCodec
+from pipeline.topics import ACCEPTED, DLQ, INGEST_DEDUP_CHANGELOG, dedup_changelog_partition, ingress_topics, partition_for
+
+
+def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                     partitions=partitions)
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    n = settings.topic_partitions
+    ingress = app.topic(*ingress_topics(settings).values(), key_type=bytes, value_type=bytes,
+                        key_serializer="raw", value_serializer="raw")
+    accepted = raw_topic(app, settings.topic(ACCEPTED), n)
+    dlq = raw_topic(app, settings.topic(DLQ), n)
+    changelog = raw_topic(app, settings.topic(INGEST_DEDUP_CHANGELOG), n * len(EVENT_TYPES))
+    codec = EventCodec()
+    hasher = IdentifierHasher(settings.effective_hash_secret)
+    policy = settings.validation_policy()
+    stages: dict[TP, IngestStage] = {}
+
+    async def stage_for(tp: TP) -> IngestStage:
+        """The partition's stage, its dedup memory restored from the changelog on first use."""
+        stage = stages.get(tp)
+        if stage is None:
+            dedup = settings.new_deduplicator()
+            log_partition = dedup_changelog_partition(settings, tp.topic, tp.partition)
+            records = await asyncio.get_running_loop().run_in_executor(
+                None, read_partition, settings, changelog.get_topic_name(), log_partition)
+            for record in records:
+                for event_id, occurred_at in json.loads(record):
+                    dedup.is_duplicate(event_id, occurred_at)
+            metrics.STATE_RESTORES.labels("ingest").inc(len(records))
+            stage = stages[tp] = IngestStage(codec, hasher, policy, dedup)
+        return stage
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+        for tp in revoked:
+            stages.pop(tp, None)
+
+    @app.agent(ingress, name="ingest")
+    async def ingest(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.agent_batch_records, within=settings.agent_batch_wait_ms / 1000):
+            metrics.BATCH_RECORDS.labels("ingest").observe(len(events))
+            now_ms = int(time.time() * 1000)
+            by_partition: dict[TP, IngestResult] = defaultdict(IngestResult)
+            for event in events:
+                message = event.message
+                tp = message.tp
+                stage = await stage_for(tp)
+                stage.ingest_record(message.value, now_ms, by_partition[tp], message.topic, message.partition,
+                                    message.offset)
+            pending = []
+            total = IngestResult()
+            for tp, result in by_partition.items():
+                if result.accepted:
+                    seen = [[e["event_id"], e["occurred_at"]] for e in result.accepted]
+                    pending.append(await changelog.send(
+                        value=json.dumps(seen).encode(),
+                        partition=dedup_changelog_partition(settings, tp.topic, tp.partition)))
+                total.accepted += result.accepted
+                total.duplicates += result.duplicates
+                total.dead_letters += result.dead_letters
+            for partition, value in encode_accepted(codec, total.accepted, n, settings.output_batch_events):
+                pending.append(await accepted.send(value=value, partition=partition))
+            for dead in total.dead_letters:
+                pending.append(await dlq.send(value=codec.encode_dead_letter(dead.to_record(now_ms))))
+            if pending:
+                await asyncio.gather(*pending)
+            metrics.record_ingest(total)
+
+
+def encode_accepted(codec: EventCodec, events: list[dict], partitions: int, per_record: int):
+    """(partition, batch record value) pairs: events grouped by routing partition and type."""
+    groups: dict[tuple[int, str], list[dict]] = defaultdict(list)
+    for event in events:
+        groups[(partition_for(routing_key(event), partitions), event["event_type"])].append(event)
+    for (partition, _), group in groups.items():
+        for start in range(0, len(group), per_record):
+            yield partition, codec.encode_batch(group[start:start + per_record])

@@ -1,0 +1,25 @@
+"""Prometheus metrics of the workers. Observes; never part of the logic (agents call `record_*`)."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+
+from prometheus_client import Counter, Histogram
+
+EVENTS_IN = Counter("o2o_events_in_total", "Events read by a stage", ["stage", "event_type"])
+EVENTS_ACCEPTED = Counter("o2o_events_accepted_total", "Events accepted by ingest", ["event_type"])
+DUPLICATES = Counter("o2o_duplicates_total", "Events dropped as duplicates of an earlier event_id", ["event_type"])
+DEAD_LETTERS = Counter("o2o_dead_letters_total", "Rejected inputs sent to the dead-letter topic", ["reason"])
+BATCH_RECORDS = Histogram("o2o_batch_records", "Kafka records per agent batch", ["stage"],
+                          buckets=(1, 10, 50, 100, 250, 500, 1000, 5000))
+STATE_RESTORES = Counter("o2o_state_restored_records_total", "Changelog records replayed at start", ["stage"])
+
+
+def record_ingest(result) -> None:
+    """Count one batch's outcome (a pipeline.ingest.IngestResult)."""
+    for event_type, count in Tally(e["event_type"] for e in result.accepted).items():
+        EVENTS_ACCEPTED.labels(event_type).inc(count)
+    for event_type, count in Tally(e["event_type"] for e in result.duplicates).items():
+        DUPLICATES.labels(event_type).inc(count)
+    for reason, count in Tally(d.reason for d in result.dead_letters).items():
+        DEAD_LETTERS.labels(reason).inc(count)

@@ -1,0 +1,56 @@
+"""The topic catalogue and the partitioner every producer of events shares.
+
+Ingress topics (one per event type) and the accepted-events topic are partitioned by the event's
+routing key (`pipeline.ingest.routing_key`: its strongest identifier) with `partition_for`, a stable
+hash that is the same in every process. So a re-sent event always lands on the partition where its
+first copy went, which is what makes per-partition deduplication exact, and one person's events
+meet in one partition downstream.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from pipeline.config import Settings
+from pipeline.events import EVENT_TYPES
+
+DLQ = "dlq"
+ACCEPTED = "accepted"
+INGEST_DEDUP_CHANGELOG = "state.ingest-dedup"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int
+    purpose: str
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Stable across processes and runs (unlike Python's hash())."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def ingress_topics(settings: Settings) -> dict[str, str]:
+    """event type -> its ingress topic."""
+    return {event_type: settings.topic(event_type) for event_type in EVENT_TYPES}
+
+
+def catalogue(settings: Settings) -> list[TopicSpec]:
+    n, retention = settings.topic_partitions, settings.topic_retention_ms
+    specs = [TopicSpec(topic, n, retention, f"ingress: {t} events") for t, topic in ingress_topics(settings).items()]
+    specs += [
+        TopicSpec(settings.topic(DLQ), n, retention, "rejected input with reason codes and replayable bytes"),
+        TopicSpec(settings.topic(ACCEPTED), n, retention, "validated, hashed, deduplicated events by routing key"),
+        # One changelog partition per ingress partition: index(type) * n + partition.
+        TopicSpec(settings.topic(INGEST_DEDUP_CHANGELOG), n * len(EVENT_TYPES), max(retention, 86_400_000),
+                  "ingest agent state: event ids seen, per ingress partition"),
+    ]
+    return specs
+
+
+def dedup_changelog_partition(settings: Settings, topic: str, partition: int) -> int:
+    types = list(ingress_topics(settings).values())
+    return types.index(topic) * settings.topic_partitions + partition
