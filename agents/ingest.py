@@ -1,9 +1,14 @@
 """The ingest agent: ingress topics -> validate, hash, dedup (pipeline.ingest) -> accepted / dlq.
 
-Per batch of Kafka records: run the pure stage per input partition, then send the accepted events
-as batch records partitioned by routing key, the dead letters, and one changelog record per input
-partition with the event ids it accepted; every send is acknowledged before the batch is acked,
-so offsets are committed only for input whose output is stored.
+Per batch of Kafka records: run the pure stage per input partition; send the accepted events (as
+batch records partitioned by routing key) and the dead letters, and wait for the broker's acks;
+only then append one changelog record per input partition: the event ids it accepted and the last
+input offset they reflect. Then the batch is acked and its offsets may be committed.
+
+Why this order: the dedup memory must never know an event whose output is not stored (a restart
+would call it a duplicate and lose it). After a crash between the two steps, the input is read
+again and re-sent (at-least-once; the next stages are idempotent). A restarted worker skips input
+at or below the changelog's offset, so its counts match the first run exactly.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ def register(app: faust.App, settings: Settings) -> None:
     hasher = IdentifierHasher(settings.effective_hash_secret)
     policy = settings.validation_policy()
     stages: dict[TP, IngestStage] = {}
+    restored_offsets: dict[TP, int] = {}
 
     async def stage_for(tp: TP) -> IngestStage:
         """The partition's stage, its dedup memory restored from the changelog on first use."""
@@ -53,8 +59,10 @@ def register(app: faust.App, settings: Settings) -> None:
             records = await asyncio.get_running_loop().run_in_executor(
                 None, read_partition, settings, changelog.get_topic_name(), log_partition)
             for record in records:
-                for event_id, occurred_at in json.loads(record):
+                entry = json.loads(record)
+                for event_id, occurred_at in entry["ids"]:
                     dedup.is_duplicate(event_id, occurred_at)
+                restored_offsets[tp] = entry["offset"]
             metrics.STATE_RESTORES.labels("ingest").inc(len(records))
             stage = stages[tp] = IngestStage(codec, hasher, policy, dedup)
         return stage
@@ -63,6 +71,7 @@ def register(app: faust.App, settings: Settings) -> None:
     async def forget_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
         for tp in revoked:
             stages.pop(tp, None)
+            restored_offsets.pop(tp, None)
 
     @app.agent(ingress, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
@@ -70,29 +79,32 @@ def register(app: faust.App, settings: Settings) -> None:
             metrics.BATCH_RECORDS.labels("ingest").observe(len(events))
             now_ms = int(time.time() * 1000)
             by_partition: dict[TP, IngestResult] = defaultdict(IngestResult)
+            last_offsets: dict[TP, int] = {}
             for event in events:
                 message = event.message
                 tp = message.tp
                 stage = await stage_for(tp)
+                if message.offset <= restored_offsets.get(tp, -1):
+                    continue  # already reflected in the restored state and its outputs
                 stage.ingest_record(message.value, now_ms, by_partition[tp], message.topic, message.partition,
                                     message.offset)
-            pending = []
+                last_offsets[tp] = message.offset
             total = IngestResult()
-            for tp, result in by_partition.items():
-                if result.accepted:
-                    seen = [[e["event_id"], e["occurred_at"]] for e in result.accepted]
-                    pending.append(await changelog.send(
-                        value=json.dumps(seen).encode(),
-                        partition=dedup_changelog_partition(settings, tp.topic, tp.partition)))
+            for result in by_partition.values():
                 total.accepted += result.accepted
                 total.duplicates += result.duplicates
                 total.dead_letters += result.dead_letters
-            for partition, value in encode_accepted(codec, total.accepted, n, settings.output_batch_events):
-                pending.append(await accepted.send(value=value, partition=partition))
-            for dead in total.dead_letters:
-                pending.append(await dlq.send(value=codec.encode_dead_letter(dead.to_record(now_ms))))
-            if pending:
-                await asyncio.gather(*pending)
+            outputs = [await accepted.send(value=value, partition=partition)
+                       for partition, value in encode_accepted(codec, total.accepted, n, settings.output_batch_events)]
+            outputs += [await dlq.send(value=codec.encode_dead_letter(dead.to_record(now_ms)))
+                        for dead in total.dead_letters]
+            await asyncio.gather(*outputs)
+            state = [await changelog.send(
+                        value=json.dumps({"offset": last_offsets[tp],
+                                          "ids": [[e["event_id"], e["occurred_at"]] for e in result.accepted]}).encode(),
+                        partition=dedup_changelog_partition(settings, tp.topic, tp.partition))
+                     for tp, result in by_partition.items()]
+            await asyncio.gather(*state)
             metrics.record_ingest(total)
 
 
