@@ -152,3 +152,28 @@ def test_restarted_worker_still_knows_accepted_event_ids_and_replay_accepts_fixe
              90, "the re-sent browse counted as duplicate and the replayed purchase accepted")
     assert "order-1" in {e["event_id"] for e in accepted_events(pipeline_settings)}
     assert [e["event_id"] for e in accepted_events(pipeline_settings)].count("ev-77") == 1
+
+
+def test_kill_9_mid_stream_loses_no_accepted_event(pipeline_settings, start_worker):
+    codec = EventCodec()
+    topic = ingress_topics(pipeline_settings)["browse"]
+    total = 40_000
+    # Records as the SDK sends them: batches of one type whose events share a partition.
+    by_member: dict[int, list[dict]] = {}
+    for i in range(total):
+        by_member.setdefault(i % 7, []).append(event(i))
+    records, keys = [], []
+    for member, events in by_member.items():
+        for start in range(0, len(events), 100):
+            records.append(codec.encode_batch(events[start:start + 100]))
+            keys.append(f"m-{member}".encode())
+    produce(pipeline_settings, topic, records, key=lambda n: keys[n])
+
+    first = start_worker(O2O_AGENT_BATCH_RECORDS="5")
+    wait_for(lambda: 0 < first.total("o2o_events_accepted_total") < total, 90, "the first worker mid-stream")
+    first.stop(kill=True)
+    second = start_worker()
+    wait_for(lambda: len({e["event_id"] for e in accepted_events(pipeline_settings)}) == total, 120,
+             "every event accepted after the restart")
+
+    assert second.total("o2o_dead_letters_total") == 0
