@@ -28,6 +28,7 @@ from pipeline.config import Settings
 from pipeline.events import EVENT_TYPES
 from pipeline.ingest import IngestResult, IngestStage, routing_key
 from pipeline.privacy import IdentifierHasher
+from pipeline.registry import registry_from_settings
 from pipeline.serde import EventCodec
 from pipeline.topics import ACCEPTED, DLQ, INGEST_DEDUP_CHANGELOG, dedup_changelog_partition, ingress_topics, partition_for
 
@@ -44,7 +45,7 @@ def register(app: faust.App, settings: Settings) -> None:
     accepted = raw_topic(app, settings.topic(ACCEPTED), n)
     dlq = raw_topic(app, settings.topic(DLQ), n)
     changelog = raw_topic(app, settings.topic(INGEST_DEDUP_CHANGELOG), n * len(EVENT_TYPES))
-    codec = EventCodec()
+    codec = EventCodec(registry_from_settings(settings))
     hasher = IdentifierHasher(settings.effective_hash_secret)
     policy = settings.validation_policy()
     stages: dict[TP, IngestStage] = {}

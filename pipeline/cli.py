@@ -282,6 +282,7 @@ ReasonOption = Annotated[Optional[list[str]], typer.Option(
 def _dead_letters(settings: Settings, reasons: list[str] | None, follow: bool = False):
     """(message, decoded dead letter) pairs from the dead-letter topic, filtered by reason."""
     from agents.changelog import read_to_end
+    from pipeline.registry import registry_from_settings
     from pipeline.serde import DecodeError, EventCodec
     from pipeline.topics import DLQ
     from pipeline.validation import REASON_CODES
@@ -289,7 +290,7 @@ def _dead_letters(settings: Settings, reasons: list[str] | None, follow: bool = 
     unknown = sorted(set(reasons or ()) - set(REASON_CODES))
     if unknown:
         fail(f"unknown reason code {', '.join(unknown)}; use one of {', '.join(REASON_CODES)}", code=2)
-    codec = EventCodec()
+    codec = EventCodec(registry_from_settings(settings))
     try:
         for message in read_to_end(settings, settings.topic(DLQ), follow=follow):
             try:

@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication_factor: int = Field(default=1, ge=1, le=16)
     topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)
+    # A Confluent-compatible schema registry; unset: the embedded registry (stable ids, README).
     schema_registry_url: str | None = None
+    schema_registry_auth: SecretStr | None = None  # "user:password" for HTTP basic auth
 
     # --- ClickHouse --------------------------------------------------------------------------
     clickhouse_host: str = "127.0.0.1"

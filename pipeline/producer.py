@@ -31,6 +31,7 @@ from confluent_kafka import KafkaException, Producer
 from pipeline.config import Settings
 from pipeline.ingest import routing_key
 from pipeline.privacy import IdentifierHasher
+from pipeline.registry import registry_from_settings
 from pipeline.serde import EventCodec
 from pipeline.topics import ingress_topics, partition_for
 from pipeline.validation import Rejection, validate
@@ -64,7 +65,7 @@ class EventProducer:
         self.batch_events = batch_events or settings.output_batch_events
         self.linger_ms = linger_ms
         self.policy = settings.validation_policy()
-        self.codec = EventCodec()
+        self.codec = EventCodec(registry_from_settings(settings))
         self.hasher = IdentifierHasher(settings.effective_hash_secret)
         self.now_ms = now_ms
         self.topics = {t: topic for t in ingress_topics(settings)} if topic else ingress_topics(settings)
