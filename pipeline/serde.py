@@ -51,6 +51,9 @@ TYPE_NUMBERS: dict[str, int] = {
     "share": 4,
     "complaint": 5,
     "dead_letter": 9,
+    "session_update": 10,
+    "visit_update": 11,
+    "person_merge": 12,
 }
 BATCH_ID_OFFSET = 50
 BATCH_SUFFIX = "Batch"
@@ -110,6 +113,7 @@ def batch_schema(event_schema: dict[str, Any]) -> dict[str, Any]:
 
 
 DEAD_LETTER_SUBJECT = subject_of(load_schema("dead_letter"))
+OUTPUT_SUBJECTS: dict[str, str] = {subject_of(load_schema(name)): name for name in OUTPUT_SCHEMAS}
 
 
 class EmbeddedRegistry:
@@ -142,7 +146,7 @@ class EmbeddedRegistry:
         for version, schema in sorted(versions.items()):
             is_latest = version == schema_version(current)
             self._register(name, version, schema, batch=False, latest=is_latest)
-            if name in EVENT_TYPES:
+            if name != "dead_letter":
                 self._register(name, version, batch_schema(schema), batch=True, latest=is_latest)
 
     def _register(self, name: str, version: int, schema: dict[str, Any], batch: bool, latest: bool) -> None:
@@ -181,7 +185,8 @@ def strip_timestamp_logical_types(schema: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class _Reader:
-    event_type: str | None  # None for non-event records (dead letters)
+    event_type: str | None  # None for outputs (dead letters, session updates, ...)
+    output: str | None      # the output schema's name, for outputs
     batch: bool
     writer: Any  # parsed, logical types stripped
     reader: Any  # parsed current schema when the writer's version differs, else None
@@ -235,6 +240,13 @@ class EventCodec:
         """A dead letter (fields of schemas/dead_letter.avsc, received_at as epoch ms)."""
         return self._write(self._writer(DEAD_LETTER_SUBJECT), record, record)
 
+    def encode_outputs(self, name: str, records: Sequence[dict[str, Any]]) -> bytes:
+        """Output records of one schema (e.g. 'session_update') as one batch record value."""
+        if name not in OUTPUT_SCHEMAS or name == "dead_letter":
+            raise ValueError(f"no batch output schema {name!r}; expected one of {OUTPUT_SCHEMAS[1:]}")
+        writer = self._writer(f"o2o.{load_schema(name)['name']}{BATCH_SUFFIX}")
+        return self._write(writer, {"events": records}, {"event_type": name})
+
     def _write(self, writer: _Writer, datum: dict[str, Any], example: dict[str, Any]) -> bytes:
         out = io.BytesIO()
         out.write(frame(writer.schema_id, b""))
@@ -276,6 +288,14 @@ class EventCodec:
                 event.pop("phone", None)
         return events
 
+    def decode_outputs(self, data: bytes) -> tuple[str, list[dict[str, Any]]]:
+        """(output schema name, records) of a batch record written by `encode_outputs`."""
+        schema_id, _ = unframe(data)
+        reader = self._readers.get(schema_id) or self._reader(schema_id)
+        if reader.output is None or not reader.batch:
+            raise DecodeError(f"schema id {schema_id} is not a batch of pipeline outputs")
+        return reader.output, self._read(reader, data, schema_id)["events"]
+
     def decode_dead_letter(self, data: bytes) -> dict[str, Any]:
         schema_id, _ = unframe(data)
         reader = self._readers.get(schema_id) or self._reader(schema_id)
@@ -309,15 +329,17 @@ class EventCodec:
             ) from None
         subject = registered.subject
         batch = subject.endswith(BATCH_SUFFIX)
-        event_type = RECORD_NAMES.get(subject[: -len(BATCH_SUFFIX)] if batch else subject)
-        if event_type is None and subject != DEAD_LETTER_SUBJECT:
+        record_subject = subject[: -len(BATCH_SUFFIX)] if batch else subject
+        event_type = RECORD_NAMES.get(record_subject)
+        output = OUTPUT_SUBJECTS.get(record_subject)
+        if event_type is None and output is None:
             raise DecodeError(f"schema id {schema_id} is {subject!r}, not a record this pipeline reads")
         current = self._registry.latest(subject)
         writer = parse_schema(strip_timestamp_logical_types(registered.schema))
         reader = None
         if current.schema_id != registered.schema_id:
             reader = parse_schema(strip_timestamp_logical_types(current.schema))
-        cached = _Reader(event_type, batch, writer, reader)
+        cached = _Reader(event_type, output, batch, writer, reader)
         self._readers[schema_id] = cached
         return cached
 

@@ -62,7 +62,20 @@ def test_embedded_ids_are_pinned():
         "o2o.Share": 401, "o2o.ShareBatch": 451,
         "o2o.Complaint": 501, "o2o.ComplaintBatch": 551,
         "o2o.DeadLetter": 901,
+        "o2o.SessionUpdate": 1001, "o2o.SessionUpdateBatch": 1051,
+        "o2o.VisitUpdate": 1101, "o2o.VisitUpdateBatch": 1151,
+        "o2o.PersonMerge": 1201, "o2o.PersonMergeBatch": 1251,
     }
+
+
+def test_outputs_round_trip_as_batches_and_are_not_events():
+    codec = EventCodec()
+    merge = {"from_person": "d:tablet", "to_person": "m:42", "at": 1_795_312_800_000, "event_id": "e4"}
+    value = codec.encode_outputs("person_merge", [merge, merge])
+
+    assert codec.decode_outputs(value) == ("person_merge", [merge, merge])
+    with pytest.raises(DecodeError):
+        codec.decode(value)
 
 
 def test_schema_id_rule_for_a_later_version():
