@@ -10,7 +10,7 @@ from pipeline.config import Settings
 
 
 def create_app(settings: Settings) -> faust.App:
-    from agents import ingest
+    from agents import ingest, journey
 
     app = faust.App(
         f"{settings.topic_prefix}-pipeline",
@@ -29,6 +29,7 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=False,
     )
     ingest.register(app, settings)
+    journey.register(app, settings)
     return app
 
 

@@ -9,6 +9,7 @@ Tansu and on Apache Kafka alike.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Iterator
@@ -59,3 +60,47 @@ def read_to_end(settings: Settings, topic: str, partitions: list[int] | None = N
 def read_partition(settings: Settings, topic: str, partition: int) -> list[bytes]:
     """Every record value of one partition, in offset order (an agent's changelog on restore)."""
     return [message.value() for message in read_to_end(settings, topic, [partition])]
+
+
+# --- state changelogs written in groups ------------------------------------------------------------
+# One flush of an agent's state is a *group* of JSON records, {"changes": [[key, value], ...],
+# "offset": null} ... and a last one with the input offset the state now reflects. A restore
+# applies complete groups only: a crash in the middle of writing a group leaves a tail without its
+# offset record, which is ignored (its input is read and processed again).
+
+CHUNK_BYTES = 256 * 1024
+
+
+def changelog_group(offset: int, changes: list[tuple[str, object]]) -> list[bytes]:
+    """Record values for one flush: chunks of changes, the last carrying `offset`."""
+    records: list[bytes] = []
+    chunk: list[str] = []
+    size = 0
+    for key, value in changes:
+        item = json.dumps([key, value], separators=(",", ":"))
+        if chunk and size + len(item) > CHUNK_BYTES:
+            records.append(_group_record(chunk, None))
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item) + 1
+    records.append(_group_record(chunk, offset))
+    return records
+
+
+def _group_record(items: list[str], offset: int | None) -> bytes:
+    return ('{"offset":%s,"changes":[%s]}' % ("null" if offset is None else offset, ",".join(items))).encode()
+
+
+def replay_changelog(values: list[bytes]) -> tuple[list[tuple[str, object]], int | None]:
+    """(changes of complete groups in order, the last complete group's offset)."""
+    applied: list[tuple[str, object]] = []
+    pending: list[tuple[str, object]] = []
+    offset = None
+    for value in values:
+        record = json.loads(value)
+        pending.extend((key, item) for key, item in record["changes"])
+        if record["offset"] is not None:
+            applied.extend(pending)
+            pending = []
+            offset = record["offset"]
+    return applied, offset

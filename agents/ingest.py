@@ -28,9 +28,8 @@ from pipeline.config import Settings
 from pipeline.events import EVENT_TYPES
 from pipeline.ingest import IngestResult, IngestStage, routing_key
 from pipeline.privacy import IdentifierHasher
-from pipeline.registry import registry_from_settings
-from pipeline.serde import EventCodec
-from pipeline.topics import ACCEPTED, DLQ, INGEST_DEDUP_CHANGELOG, dedup_changelog_partition, ingress_topics, partition_for
+from pipeline.serde import EventCodec, registry_from_settings
+from pipeline.topics import ACCEPTED, DLQ, JOURNEY_PARTITIONS, INGEST_DEDUP_CHANGELOG, dedup_changelog_partition, ingress_topics, partition_for
 
 
 def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
@@ -42,7 +41,7 @@ def register(app: faust.App, settings: Settings) -> None:
     n = settings.topic_partitions
     ingress = app.topic(*ingress_topics(settings).values(), key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw")
-    accepted = raw_topic(app, settings.topic(ACCEPTED), n)
+    accepted = raw_topic(app, settings.topic(ACCEPTED), JOURNEY_PARTITIONS)
     dlq = raw_topic(app, settings.topic(DLQ), n)
     changelog = raw_topic(app, settings.topic(INGEST_DEDUP_CHANGELOG), n * len(EVENT_TYPES))
     codec = EventCodec(registry_from_settings(settings))
@@ -96,7 +95,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 total.duplicates += result.duplicates
                 total.dead_letters += result.dead_letters
             outputs = [await accepted.send(value=value, partition=partition)
-                       for partition, value in encode_accepted(codec, total.accepted, n, settings.output_batch_events)]
+                       for partition, value in encode_accepted(codec, total.accepted, JOURNEY_PARTITIONS, settings.output_batch_events)]
             outputs += [await dlq.send(value=codec.encode_dead_letter(dead.to_record(now_ms)))
                         for dead in total.dead_letters]
             await asyncio.gather(*outputs)

@@ -23,3 +23,19 @@ def record_ingest(result) -> None:
         DUPLICATES.labels(event_type).inc(count)
     for reason, count in Tally(d.reason for d in result.dead_letters).items():
         DEAD_LETTERS.labels(reason).inc(count)
+
+JOURNEY_EVENTS = Counter("o2o_journey_events_total", "Events sessionised by the journey agent")
+LATE_EVENTS = Counter("o2o_late_events_total", "Events older than the allowed lateness: stored, not sessionised")
+PERSON_MERGES = Counter("o2o_person_merges_total", "Anonymous persons merged into another person")
+IDENTITY_CONFLICTS = Counter("o2o_identity_conflicts_total", "Links refused because they would join two members")
+SESSIONS_CLOSED = Counter("o2o_sessions_closed_total", "Sessions closed (final version published)")
+VISITS_CLOSED = Counter("o2o_visits_closed_total", "Store visits closed", ["class"])
+
+
+def record_journey(batch) -> None:
+    """Count one journey batch (a pipeline.journey.JourneyBatch)."""
+    JOURNEY_EVENTS.inc(batch.events)
+    LATE_EVENTS.inc(len(batch.late))
+    PERSON_MERGES.inc(len(batch.merges))
+    IDENTITY_CONFLICTS.inc(len(batch.conflicts))
+    SESSIONS_CLOSED.inc(len(batch.sessions_closed))

@@ -282,8 +282,7 @@ ReasonOption = Annotated[Optional[list[str]], typer.Option(
 def _dead_letters(settings: Settings, reasons: list[str] | None, follow: bool = False):
     """(message, decoded dead letter) pairs from the dead-letter topic, filtered by reason."""
     from agents.changelog import read_to_end
-    from pipeline.registry import registry_from_settings
-    from pipeline.serde import DecodeError, EventCodec
+    from pipeline.serde import DecodeError, EventCodec, registry_from_settings
     from pipeline.topics import DLQ
     from pipeline.validation import REASON_CODES
 

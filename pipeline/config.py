@@ -84,6 +84,17 @@ class Settings(BaseSettings):
     dedup_window_ms: int = Field(default=600_000, ge=1000)
     dedup_max_entries: int = Field(default=1_000_000, ge=1000)
 
+    # --- identity, sessions, visits (see pipeline/journey.py, sessions.py, visits.py) -------------
+    allowed_lateness_ms: int = Field(default=60 * 60_000, ge=0)
+    session_gap_ms: int = Field(default=30 * 60_000, ge=1000)
+    session_max_length_ms: int = Field(default=8 * 3600_000, ge=1000)
+    visit_timeout_ms: int = Field(default=15 * 60_000, ge=1000)
+    visitor_min_dwell_ms: int = Field(default=5 * 60_000, ge=0)
+    visitor_min_rssi_dbm: int = Field(default=-70, ge=-120, le=0)
+    # A live stream with no new events still closes sessions: after this much idle wall time the
+    # watermark advances by the wall time that passed.
+    journey_idle_advance_ms: int = Field(default=60_000, ge=1000)
+
     # --- stream processing ---------------------------------------------------------------------
     # Most records an agent takes at once, and how long it waits to fill a batch.
     agent_batch_records: int = Field(default=500, ge=1)
@@ -106,6 +117,21 @@ class Settings(BaseSettings):
             max_properties=self.validation_max_properties,
             max_items=self.validation_max_items,
         )
+
+    def journey_policy(self) -> "JourneyPolicy":
+        from pipeline.journey import JourneyPolicy
+        from pipeline.sessions import SessionPolicy
+        from pipeline.visits import VisitPolicy
+
+        try:
+            return JourneyPolicy(
+                allowed_lateness_ms=self.allowed_lateness_ms,
+                sessions=SessionPolicy(gap_ms=self.session_gap_ms, max_length_ms=self.session_max_length_ms),
+                visits=VisitPolicy(timeout_ms=self.visit_timeout_ms, visitor_min_dwell_ms=self.visitor_min_dwell_ms,
+                                   visitor_min_rssi_dbm=self.visitor_min_rssi_dbm),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"bad configuration: {exc}") from None
 
     def new_deduplicator(self) -> "Deduplicator":
         from pipeline.dedup import Deduplicator

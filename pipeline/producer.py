@@ -31,8 +31,7 @@ from confluent_kafka import KafkaException, Producer
 from pipeline.config import Settings
 from pipeline.ingest import routing_key
 from pipeline.privacy import IdentifierHasher
-from pipeline.registry import registry_from_settings
-from pipeline.serde import EventCodec
+from pipeline.serde import EventCodec, registry_from_settings
 from pipeline.topics import ingress_topics, partition_for
 from pipeline.validation import Rejection, validate
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
@@ -19,9 +19,6 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from pipeline.serde import EmbeddedRegistry, RegisteredSchema, RegistryClient
-
-if TYPE_CHECKING:
-    from pipeline.config import Settings
 
 SCHEMA_NOT_FOUND = 40403  # Confluent error code for an unknown schema id
 REQUEST_TIMEOUT_S = 10  # the client's default is no timeout: a stuck registry would hang the agent
@@ -115,11 +112,3 @@ def split_credentials(url: str) -> tuple[str, str | None]:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urlunsplit(parts._replace(netloc=netloc)), f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
-
-
-def registry_from_settings(settings: "Settings") -> RegistryClient:
-    """The registry the codec should use: Confluent's when `schema_registry_url` is set, else the packaged one."""
-    if not settings.schema_registry_url:  # an empty O2O_SCHEMA_REGISTRY_URL means unset
-        return EmbeddedRegistry()
-    auth = settings.schema_registry_auth.get_secret_value() if settings.schema_registry_auth else None
-    return ConfluentRegistry(settings.schema_registry_url, auth=auth)

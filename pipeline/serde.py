@@ -156,6 +156,16 @@ class EmbeddedRegistry:
             self._latest[registered.subject] = registered
 
 
+def registry_from_settings(settings: Any) -> RegistryClient:
+    """Confluent's registry when `schema_registry_url` is set (pipeline/registry.py), else the packaged one."""
+    if not settings.schema_registry_url:  # an empty O2O_SCHEMA_REGISTRY_URL means unset
+        return EmbeddedRegistry()
+    from pipeline.registry import ConfluentRegistry  # imports an HTTP stack only when it is used
+
+    auth = settings.schema_registry_auth.get_secret_value() if settings.schema_registry_auth else None
+    return ConfluentRegistry(settings.schema_registry_url, auth=auth)
+
+
 def frame(schema_id: int, body: bytes) -> bytes:
     return bytes((MAGIC_BYTE,)) + schema_id.to_bytes(4, "big") + body
 

@@ -17,7 +17,14 @@ from pipeline.events import EVENT_TYPES
 
 DLQ = "dlq"
 ACCEPTED = "accepted"
+SESSIONS = "sessions"
+VISITS = "visits"
+IDENTITY = "identity"
 INGEST_DEDUP_CHANGELOG = "state.ingest-dedup"
+JOURNEY_CHANGELOG = "state.journey"
+# Identity linking is global (any two identifiers may meet in one event), so the journey stage is a
+# single writer: its input has one partition (README, "Identity and sessions").
+JOURNEY_PARTITIONS = 1
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,13 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
     specs = [TopicSpec(topic, n, retention, f"ingress: {t} events") for t, topic in ingress_topics(settings).items()]
     specs += [
         TopicSpec(settings.topic(DLQ), n, retention, "rejected input with reason codes and replayable bytes"),
-        TopicSpec(settings.topic(ACCEPTED), n, retention, "validated, hashed, deduplicated events by routing key"),
+        TopicSpec(settings.topic(ACCEPTED), JOURNEY_PARTITIONS, retention,
+                  "validated, hashed, deduplicated events: the journey stage's input"),
+        TopicSpec(settings.topic(SESSIONS), n, retention, "session updates (open, closed, absorbed) by person"),
+        TopicSpec(settings.topic(VISITS), n, retention, "store visit updates by person"),
+        TopicSpec(settings.topic(IDENTITY), n, retention, "person merges: re-point the absorbed person's history"),
+        TopicSpec(settings.topic(JOURNEY_CHANGELOG), JOURNEY_PARTITIONS, max(retention, 86_400_000),
+                  "journey agent state: identities, open sessions and visits"),
         # One changelog partition per ingress partition: index(type) * n + partition.
         TopicSpec(settings.topic(INGEST_DEDUP_CHANGELOG), n * len(EVENT_TYPES), max(retention, 86_400_000),
                   "ingest agent state: event ids seen, per ingress partition"),

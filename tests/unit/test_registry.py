@@ -18,7 +18,8 @@ import pytest
 from event_strategies import NOW_MS
 from pipeline.config import Settings
 from pipeline.privacy import IdentifierHasher
-from pipeline.registry import ConfluentRegistry, RegistryError, registry_from_settings, split_credentials
+from pipeline.registry import ConfluentRegistry, RegistryError, split_credentials
+from pipeline.serde import registry_from_settings
 from pipeline.serde import DecodeError, EmbeddedRegistry, EventCodec, unframe
 from pipeline.validation import validate
 
