@@ -3,9 +3,9 @@
 bootstrap:
 	@scripts/bootstrap.sh
 
-# The main job: the whole loop on the local stack. Until `o2o demo` exists (issue #7) it checks
-# the local stack: start, status, stop.
-demo: stack-smoke
+# The main job: the whole loop on the local stack.
+demo: bootstrap
+	.venv/bin/o2o demo
 
 # The whole test suite: unit, integration (real broker and ClickHouse started by the suite), e2e.
 test: bootstrap

@@ -27,6 +27,9 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=False,
+        # An agent that crashes takes the worker down (exit code != 0) instead of idling: its batch
+        # was not acknowledged, so a restarted worker (or another one) reads it again.
+        agent_supervisor="mode.CrashingSupervisor",
     )
     ingest.register(app, settings)
     journey.register(app, settings)

@@ -261,9 +261,58 @@ def simulate_cmd(config: ConfigOption = None) -> None:
 
 
 @app.command("dry-run")
-def dry_run_cmd(config: ConfigOption = None) -> None:
-    """Run validation, identity, sessions, visits and triggers over a JSONL file, no Kafka or ClickHouse."""
-    not_yet(4)
+def dry_run_cmd(
+    events: Annotated[str, typer.Option(
+        "--events", "-e", help="JSONL file of events in canonical JSON (file order = arrival order), or - for stdin.")],
+    now: Annotated[Optional[str], typer.Option(
+        "--now", help="Judge future timestamps against this time (ISO-8601 with offset, or epoch ms) "
+                      "instead of the wall clock; makes runs over history repeatable.")] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run validation, deduplication, identity, sessions and visits over a JSONL file; no Kafka or ClickHouse.
+
+    Test your configuration on history before going live: lines are processed in file order as
+    arrival order, exactly as the agents would, and everything still open is closed at the end.
+    Prints a readable summary, or with --json one document with summary, dead letters (with line
+    numbers and reason codes), persons, sessions, visits and triggers.
+    """
+    import gc
+    import time
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pipeline.dry_run import GC_THRESHOLD, DryRun, format_report, run_lines
+    from pipeline.events import parse_occurred_at
+
+    settings = settings_from(config)
+    if now is None:
+        now_ms = int(time.time() * 1000)
+    else:
+        try:
+            now_ms = parse_occurred_at(int(now) if now.strip().lstrip("-").isdigit() else now)
+        except ValueError:
+            fail(f"--now {now!r} is not a time; give ISO-8601 with an offset (e.g. 2026-11-22T10:00:00+08:00) "
+                 "or epoch milliseconds", code=2)
+    try:
+        dry_run = DryRun.from_settings(settings, now_ms)
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    source = sys.stdin.buffer if events == "-" else _open_input(Path(events))
+    total = None if events == "-" else Path(events).stat().st_size
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+    with source, Progress(
+        TextColumn("dry run"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), transient=True,
+        disable=not sys.stderr.isatty() or (total is not None and total < 4_000_000), console=_stderr_console(),
+    ) as progress:
+        task = progress.add_task("dry run", total=total)
+        report = run_lines(source, dry_run,
+                           on_batch=lambda batch: progress.advance(task, sum(len(line) for _, line in batch)))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        typer.echo(format_report(report, "stdin" if events == "-" else events))
 
 
 @app.command("report")
@@ -408,9 +457,31 @@ def triggers_scan(config: ConfigOption = None) -> None:
 
 
 @app.command("demo")
-def demo_cmd(config: ConfigOption = None) -> None:
-    """Start everything locally, simulate traffic, show it live, print the KPIs."""
-    not_yet(7)
+def demo_cmd(
+    persons: Annotated[int, typer.Option(help="Simulated customers (each a journey of a few events).")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the simulation: the same seed, the same events.")] = 7,
+    keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the stack and the worker running.")] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the whole loop locally: stack, topics, a worker, simulated traffic, and what came out.
+
+    Starts the local stack, creates the topics, starts a worker, sends a simulated morning of O2O
+    traffic plus a few broken records, waits until every accepted event is in a session, prints the
+    sessions, store visits and identity merges it produced, and stops everything (unless
+    --keep-running). Ctrl-C stops everything too.
+    """
+    from pipeline.demo import run_demo
+    from pipeline.stack import StackError
+
+    settings = settings_from(config)
+    say = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
+    try:
+        summary = run_demo(settings, say, persons=persons, seed=seed, keep_running=keep_running)
+    except (StackError, RuntimeError, ConnectionError) as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command("bench")

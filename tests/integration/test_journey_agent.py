@@ -1,0 +1,169 @@
+"""The journey agent on the real broker (`o2o worker` processes): identity, sessions, restarts, rebalances.
+
+Every test compares what the stream published on `o2o.sessions` with the pure core run over the
+same accepted events in the same order: a restart or a rebalance must not change a single session.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from agents.changelog import read_to_end
+from pipeline.journey import JourneyProcessor
+from pipeline.producer import EventProducer
+from pipeline.serde import EventCodec
+from pipeline.topics import ACCEPTED, IDENTITY, SESSIONS
+from tests.conftest import wait_for
+
+MINUTE = 60_000
+T0 = (int(time.time() * 1000) // MINUTE - 6 * 60) * MINUTE  # six hours ago, on a minute
+MAC_HASH = "a" * 64
+
+
+def send(settings, events: list[dict]) -> None:
+    with EventProducer(settings) as producer:
+        rejections = producer.send_many(events)
+    assert not rejections, rejections
+    assert producer.stats.delivered == len(events), producer.stats
+
+
+def published(settings, logical: str) -> list[dict]:
+    codec = EventCodec()
+    records = []
+    for message in read_to_end(settings, settings.topic(logical)):
+        records += codec.decode_outputs(message.value())[1]
+    return records
+
+
+def final_sessions(settings) -> dict[str, dict]:
+    """The last published version of every session that was not absorbed into another."""
+    latest: dict[str, dict] = {}
+    for update in sorted(published(settings, SESSIONS), key=lambda u: u["emitted_at"]):
+        latest[update["session_id"]] = update
+    return {sid: comparable(u) for sid, u in latest.items() if u["state"] != "absorbed"}
+
+
+def reference_sessions(settings) -> dict[str, dict]:
+    """The pure core over the accepted topic in offset order, closed at the end."""
+    codec = EventCodec()
+    events = [e for m in read_to_end(settings, settings.topic(ACCEPTED)) for e in codec.decode(m.value())]
+    processor = JourneyProcessor(settings.journey_policy())
+    latest: dict[str, dict] = {}
+    for batch in (processor.process(events), processor.close_all()):
+        for session in batch.sessions_updated + batch.sessions_closed:
+            latest[session.session_id] = comparable(session.to_record())
+        for absorbed, _ in batch.sessions_absorbed:
+            latest.pop(absorbed, None)
+    return latest
+
+
+def comparable(record: dict) -> dict:
+    keys = ("person_id", "start", "end", "event_count", "counts", "stores", "revenue_cents",
+            "has_complaint", "has_share", "online_to_offline")
+    return {**{k: record[k] for k in keys}, "event_ids": sorted(record["event_ids"])}
+
+
+def sessionised_ids(settings) -> set[str]:
+    return {e for s in final_sessions(settings).values() for e in s["event_ids"]}
+
+
+def base(event_id: str, event_type: str, at: int, channel: str, **fields) -> dict:
+    return {"event_id": event_id, "event_type": event_type, "occurred_at": at, "channel": channel, **fields}
+
+
+def test_a_device_seen_in_app_and_shop_becomes_the_member_and_its_session_moves_with_it(
+    pipeline_settings, start_worker
+):
+    events = [
+        base("e1", "browse", T0, "app", device_id="d1", sku="sku-9"),
+        base("e2", "wifi_checkin", T0 + 5 * MINUTE, "wifi", wifi_mac_hash=MAC_HASH, store_id="s1",
+             kind="associate", rssi=-55),
+        base("e3", "wifi_checkin", T0 + 6 * MINUTE, "wifi", wifi_mac_hash=MAC_HASH, member_id="m1", store_id="s1",
+             kind="portal_login", rssi=-50),
+        base("e4", "browse", T0 + 7 * MINUTE, "app", device_id="d1", member_id="m1", sku="sku-9"),
+        base("e5", "purchase", T0 + 20 * MINUTE, "pos", member_id="m1", store_id="s1", order_id="o1",
+             status="paid", amount_cents=1999),
+    ]
+    send(pipeline_settings, events)
+    start_worker()
+
+    wait_for(lambda: sessionised_ids(pipeline_settings) == {"e1", "e2", "e3", "e4", "e5"}, 90, "all five sessionised")
+    sessions = list(final_sessions(pipeline_settings).values())
+    assert len(sessions) == 1
+    session = sessions[0]
+    assert (session["person_id"], session["revenue_cents"], session["online_to_offline"]) == ("m:m1", 1999, True)
+    assert session["stores"] == ["s1"]
+    # Which anonymous persons existed before being merged depends on arrival order across ingress
+    # partitions; whatever was merged was merged into the member.
+    merges = {(m["from_person"], m["to_person"]) for m in published(pipeline_settings, IDENTITY)}
+    assert merges and merges <= {(f"w:{MAC_HASH}", "m:m1"), ("d:d1", "m:m1")}
+    assert final_sessions(pipeline_settings) == reference_sessions(pipeline_settings)
+
+
+def test_a_late_event_bridging_two_sessions_merges_them(pipeline_settings, start_worker):
+    send(pipeline_settings, [base("a", "browse", T0, "app", member_id="m2"),
+                             base("c", "browse", T0 + 40 * MINUTE, "app", member_id="m2")])
+    worker = start_worker()
+    wait_for(lambda: len(final_sessions(pipeline_settings)) == 2, 90, "two sessions 40 minutes apart")
+
+    send(pipeline_settings, [base("b", "browse", T0 + 20 * MINUTE, "web", member_id="m2")])
+    wait_for(lambda: sessionised_ids(pipeline_settings) == {"a", "b", "c"}, 90, "the late event sessionised")
+
+    sessions = list(final_sessions(pipeline_settings).values())
+    assert len(sessions) == 1 and sessions[0]["event_ids"] == ["a", "b", "c"]
+    assert any(u["state"] == "absorbed" for u in published(pipeline_settings, SESSIONS))
+    assert worker.total("o2o_late_events_total") == 0
+
+
+def journeys(count: int, persons: int, seed: int) -> list[dict]:
+    """Interleaved multi-channel activity over six hours, some of it linking devices to members.
+
+    In time order with up to 10 minutes of jitter, as gateways upload: nothing is late."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(count):
+        p = rng.randrange(persons)
+        at = T0 + i * 6 * 60 * MINUTE // count + rng.randrange(10 * MINUTE)
+        kind = rng.random()
+        who = {"member_id": f"m{p}"} if p % 3 else {"device_id": f"dev{p}"}
+        if kind < 0.05:
+            who = {"member_id": f"m{p}", "device_id": f"dev{p}"}
+        if kind < 0.6:
+            events.append(base(f"j{i}", "browse", at, "app", sku=f"sku-{rng.randrange(50)}", **who))
+        elif kind < 0.9:
+            events.append(base(f"j{i}", "wifi_checkin", at, "wifi", store_id=f"s{p % 5}", kind="associate",
+                               rssi=-40 - rng.randrange(50), **who))
+        else:
+            events.append(base(f"j{i}", "purchase", at, "pos", order_id=f"o{i}", status="paid",
+                               amount_cents=rng.randrange(100, 10_000), store_id=f"s{p % 5}", **who))
+    return events
+
+
+def test_kill_9_mid_stream_then_restart_publishes_exactly_the_sessions_of_an_uninterrupted_run(
+    pipeline_settings, start_worker
+):
+    events = journeys(20_000, persons=400, seed=1)
+    send(pipeline_settings, events)
+    first = start_worker(O2O_AGENT_BATCH_RECORDS="1")
+    wait_for(lambda: 0 < first.total("o2o_journey_events_total") < len(events) / 2, 90, "the journey mid-stream")
+    first.stop(kill=True)
+
+    start_worker()
+    wait_for(lambda: len(sessionised_ids(pipeline_settings)) == len(events), 120, "every event sessionised")
+
+    assert final_sessions(pipeline_settings) == reference_sessions(pipeline_settings)
+
+
+def test_two_workers_share_partitions_and_a_rebalance_loses_and_doubles_nothing(pipeline_settings, start_worker):
+    events = journeys(20_000, persons=400, seed=2)
+    send(pipeline_settings, events)
+    workers = [start_worker(O2O_AGENT_BATCH_RECORDS="1"), start_worker(O2O_AGENT_BATCH_RECORDS="1")]
+    owner = wait_for(lambda: next((w for w in workers if w.total("o2o_journey_events_total") > 0), None), 90,
+                     "one worker owning the journey partition")
+    owner.stop()  # graceful: a rebalance hands the partition to the other worker
+
+    wait_for(lambda: len(sessionised_ids(pipeline_settings)) == len(events), 120, "every event sessionised")
+    survivor = next(w for w in workers if w is not owner)
+    assert survivor.total("o2o_journey_events_total") > 0
+    assert final_sessions(pipeline_settings) == reference_sessions(pipeline_settings)
