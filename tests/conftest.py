@@ -301,7 +301,8 @@ def start_worker(pipeline_settings: Settings, tmp_path: Path) -> Iterator[Callab
         worker.stop()
 
 
-def wait_for(condition: Callable[[], object], timeout_s: float = 60.0, what: str = "condition") -> object:
+def wait_for(condition: Callable[[], object], timeout_s: float = 60.0, what: str = "condition",
+             interval_s: float = 0.2) -> object:
     """Poll `condition` until it returns something truthy; fail with `what` after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -310,4 +311,4 @@ def wait_for(condition: Callable[[], object], timeout_s: float = 60.0, what: str
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(interval_s)

@@ -1,13 +1,17 @@
 """The journey agent on the real broker (`o2o worker` processes): identity, sessions, restarts, rebalances.
 
 Every test compares what the stream published on `o2o.sessions` with the pure core run over the
-same accepted events in the same order: a restart or a rebalance must not change a single session.
+same accepted events: a restart or a rebalance must not change a single session. Sessions are
+compared by content (person, times, events, aggregates); a session's id names its first event, which
+depends on the order events were processed in, and the agent orders each batch by event time.
 """
 
 from __future__ import annotations
 
 import random
 import time
+
+import pytest
 
 from agents.changelog import read_to_end
 from pipeline.journey import JourneyProcessor
@@ -17,8 +21,10 @@ from pipeline.topics import ACCEPTED, IDENTITY, SESSIONS
 from tests.conftest import wait_for
 
 MINUTE = 60_000
-T0 = (int(time.time() * 1000) // MINUTE - 6 * 60) * MINUTE  # six hours ago, on a minute
+T0 = (int(time.time() * 1000) // MINUTE - 7 * 60) * MINUTE  # seven hours ago, on a minute
 MAC_HASH = "a" * 64
+DAY = 24 * 60 * MINUTE
+NOTHING_LATE = {"O2O_ALLOWED_LATENESS_MS": str(DAY)}
 
 
 def send(settings, events: list[dict]) -> None:
@@ -36,26 +42,32 @@ def published(settings, logical: str) -> list[dict]:
     return records
 
 
-def final_sessions(settings) -> dict[str, dict]:
+def final_sessions(settings) -> list[dict]:
     """The last published version of every session that was not absorbed into another."""
     latest: dict[str, dict] = {}
     for update in sorted(published(settings, SESSIONS), key=lambda u: u["emitted_at"]):
         latest[update["session_id"]] = update
-    return {sid: comparable(u) for sid, u in latest.items() if u["state"] != "absorbed"}
+    return sorted_sessions(u for u in latest.values() if u["state"] != "absorbed")
 
 
-def reference_sessions(settings) -> dict[str, dict]:
-    """The pure core over the accepted topic in offset order, closed at the end."""
+def reference_sessions(settings, **overrides) -> list[dict]:
+    """The pure core over all accepted events in event-time order, closed at the end."""
+    settings = settings.model_copy(update=overrides)
     codec = EventCodec()
     events = [e for m in read_to_end(settings, settings.topic(ACCEPTED)) for e in codec.decode(m.value())]
+    events.sort(key=lambda e: e["occurred_at"])
     processor = JourneyProcessor(settings.journey_policy())
     latest: dict[str, dict] = {}
     for batch in (processor.process(events), processor.close_all()):
         for session in batch.sessions_updated + batch.sessions_closed:
-            latest[session.session_id] = comparable(session.to_record())
+            latest[session.session_id] = session.to_record()
         for absorbed, _ in batch.sessions_absorbed:
             latest.pop(absorbed, None)
-    return latest
+    return sorted_sessions(latest.values())
+
+
+def sorted_sessions(records) -> list[dict]:
+    return sorted((comparable(r) for r in records), key=lambda s: (s["person_id"], s["start"], s["event_ids"]))
 
 
 def comparable(record: dict) -> dict:
@@ -65,7 +77,7 @@ def comparable(record: dict) -> dict:
 
 
 def sessionised_ids(settings) -> set[str]:
-    return {e for s in final_sessions(settings).values() for e in s["event_ids"]}
+    return {e for s in final_sessions(settings) for e in s["event_ids"]}
 
 
 def base(event_id: str, event_type: str, at: int, channel: str, **fields) -> dict:
@@ -89,7 +101,7 @@ def test_a_device_seen_in_app_and_shop_becomes_the_member_and_its_session_moves_
     start_worker()
 
     wait_for(lambda: sessionised_ids(pipeline_settings) == {"e1", "e2", "e3", "e4", "e5"}, 90, "all five sessionised")
-    sessions = list(final_sessions(pipeline_settings).values())
+    sessions = final_sessions(pipeline_settings)
     assert len(sessions) == 1
     session = sessions[0]
     assert (session["person_id"], session["revenue_cents"], session["online_to_offline"]) == ("m:m1", 1999, True)
@@ -110,7 +122,7 @@ def test_a_late_event_bridging_two_sessions_merges_them(pipeline_settings, start
     send(pipeline_settings, [base("b", "browse", T0 + 20 * MINUTE, "web", member_id="m2")])
     wait_for(lambda: sessionised_ids(pipeline_settings) == {"a", "b", "c"}, 90, "the late event sessionised")
 
-    sessions = list(final_sessions(pipeline_settings).values())
+    sessions = final_sessions(pipeline_settings)
     assert len(sessions) == 1 and sessions[0]["event_ids"] == ["a", "b", "c"]
     assert any(u["state"] == "absorbed" for u in published(pipeline_settings, SESSIONS))
     assert worker.total("o2o_late_events_total") == 0
@@ -140,30 +152,38 @@ def journeys(count: int, persons: int, seed: int) -> list[dict]:
     return events
 
 
+@pytest.mark.timeout(300)
 def test_kill_9_mid_stream_then_restart_publishes_exactly_the_sessions_of_an_uninterrupted_run(
     pipeline_settings, start_worker
 ):
     events = journeys(20_000, persons=400, seed=1)
     send(pipeline_settings, events)
-    first = start_worker(O2O_AGENT_BATCH_RECORDS="1")
+    # A backlog read from 20 ingress partitions at different speeds looks late to a max-event-time
+    # watermark (README, "Known limits"); this test is about restoring state, so nothing may be late.
+    first = start_worker(O2O_AGENT_BATCH_RECORDS="1", **NOTHING_LATE)
     wait_for(lambda: 0 < first.total("o2o_journey_events_total") < len(events) / 2, 90, "the journey mid-stream")
     first.stop(kill=True)
 
-    start_worker()
-    wait_for(lambda: len(sessionised_ids(pipeline_settings)) == len(events), 120, "every event sessionised")
+    start_worker(**NOTHING_LATE)
+    # Reading every session update is heavy: look every few seconds, not every 0.2 s.
+    wait_for(lambda: len(sessionised_ids(pipeline_settings)) == len(events), 180, "every event sessionised",
+             interval_s=3)
 
-    assert final_sessions(pipeline_settings) == reference_sessions(pipeline_settings)
+    assert final_sessions(pipeline_settings) == reference_sessions(pipeline_settings, allowed_lateness_ms=DAY)
 
 
+@pytest.mark.timeout(300)
 def test_two_workers_share_partitions_and_a_rebalance_loses_and_doubles_nothing(pipeline_settings, start_worker):
     events = journeys(20_000, persons=400, seed=2)
     send(pipeline_settings, events)
-    workers = [start_worker(O2O_AGENT_BATCH_RECORDS="1"), start_worker(O2O_AGENT_BATCH_RECORDS="1")]
+    workers = [start_worker(O2O_AGENT_BATCH_RECORDS="1", **NOTHING_LATE) for _ in range(2)]
     owner = wait_for(lambda: next((w for w in workers if w.total("o2o_journey_events_total") > 0), None), 90,
                      "one worker owning the journey partition")
     owner.stop()  # graceful: a rebalance hands the partition to the other worker
 
-    wait_for(lambda: len(sessionised_ids(pipeline_settings)) == len(events), 120, "every event sessionised")
+    # Reading every session update is heavy: look every few seconds, not every 0.2 s.
+    wait_for(lambda: len(sessionised_ids(pipeline_settings)) == len(events), 180, "every event sessionised",
+             interval_s=3)
     survivor = next(w for w in workers if w is not owner)
     assert survivor.total("o2o_journey_events_total") > 0
-    assert final_sessions(pipeline_settings) == reference_sessions(pipeline_settings)
+    assert final_sessions(pipeline_settings) == reference_sessions(pipeline_settings, allowed_lateness_ms=DAY)

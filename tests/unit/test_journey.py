@@ -205,6 +205,26 @@ def test_a_person_handed_to_another_partition_continues_there():
     assert left.close_all().sessions_closed == []
 
 
+def test_changelog_reuses_the_records_a_sink_already_made():
+    processor = JourneyProcessor(track_changes=True)
+    batch = processor.process([browse("a", 0), checkin("b", 1)])
+    records = batch.records()
+    changes = dict(processor.drain_changes())
+    assert changes["s:" + batch.sessions_updated[0].session_id] is records["sessions_updated"][0]
+    assert changes["v:" + batch.visits_updated[0].visit_id] is records["visits_updated"][0]
+
+
+def test_changelog_folds_batches_to_the_latest_version_of_each_key():
+    processor = JourneyProcessor(track_changes=True)
+    first = processor.process([browse("a", 0)])
+    processor.process([browse("b", 5)])
+    (session,) = first.sessions_updated
+    changes = dict(processor.drain_changes())
+    assert changes["s:" + session.session_id]["event_ids"] == ["a", "b"]
+    processor.process([browse("x", 500, device_id="other")])  # closes the first session
+    assert dict(processor.drain_changes())["s:" + session.session_id] is None
+
+
 def test_drain_changes_without_tracking_says_what_to_do():
     with pytest.raises(RuntimeError, match="track_changes=True"):
         JourneyProcessor().drain_changes()

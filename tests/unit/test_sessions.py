@@ -201,7 +201,8 @@ def test_adopted_sessions_that_touch_merge_and_keep_the_earlier_id():
     assert merged.session_id == anon.session_id and merged.person_id == "m:42"
     assert sorted(merged.event_ids) == ["a", "b"]
     updated, _, absorbed = tracker.drain()
-    assert [s.session_id for s in updated] == [anon.session_id] and absorbed == [(stable_id("m:42", "b"), anon.session_id)]
+    assert [s.session_id for s in updated] == [anon.session_id]
+    assert absorbed == [(stable_id("m:42", "b"), anon.session_id)]
 
 
 def test_adopted_sessions_that_do_not_touch_stay_apart_under_the_new_person():
