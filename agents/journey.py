@@ -43,10 +43,11 @@ def now_ms() -> int:
 
 
 def session_updates(batch: JourneyBatch, emitted_at: int) -> list[dict[str, Any]]:
-    records = [{**s.to_record(), "state": "open", "absorbed_into": None, "emitted_at": emitted_at}
-               for s in batch.sessions_updated]
-    records += [{**s.to_record(), "state": "closed", "absorbed_into": None, "emitted_at": emitted_at}
-                for s in batch.sessions_closed]
+    done = batch.records()  # serialised once per batch, shared with the changelog
+    records = [{**r, "state": "open", "absorbed_into": None, "emitted_at": emitted_at}
+               for r in done["sessions_updated"]]
+    records += [{**r, "state": "closed", "absorbed_into": None, "emitted_at": emitted_at}
+                for r in done["sessions_closed"]]
     persons = {r["session_id"]: r["person_id"] for r in records}
     records += [absorbed_record(absorbed, into, persons.get(into, ""), emitted_at)
                 for absorbed, into in batch.sessions_absorbed]
@@ -61,11 +62,12 @@ def absorbed_record(absorbed: str, into: str, person: str, emitted_at: int) -> d
             "online_to_offline": False, "event_ids": [], "emitted_at": emitted_at}
 
 
-def visit_updates(batch: JourneyBatch, policy, emitted_at: int) -> list[dict[str, Any]]:
-    records = [{**v.to_record(policy), "state": "open", "absorbed_into": None, "emitted_at": emitted_at}
-               for v in batch.visits_updated]
-    records += [{**v.to_record(policy), "state": "closed", "absorbed_into": None, "emitted_at": emitted_at}
-                for v in batch.visits_closed]
+def visit_updates(batch: JourneyBatch, emitted_at: int) -> list[dict[str, Any]]:
+    done = batch.records()
+    records = [{**r, "state": "open", "absorbed_into": None, "emitted_at": emitted_at}
+               for r in done["visits_updated"]]
+    records += [{**r, "state": "closed", "absorbed_into": None, "emitted_at": emitted_at}
+                for r in done["visits_closed"]]
     known = {r["visit_id"]: r for r in records}
     for absorbed, into in batch.visits_absorbed:
         survivor = known.get(into, {})
@@ -129,7 +131,7 @@ def register(app: faust.App, settings: Settings) -> None:
         for partition, chunk in by_person_partition(session_updates(batch, emitted_at), "person_id", n, per_record):
             outputs.append(await sessions_topic.send(value=codec.encode_outputs("session_update", chunk),
                                                      partition=partition))
-        visits = visit_updates(batch, policy.visits, emitted_at)
+        visits = visit_updates(batch, emitted_at)
         for partition, chunk in by_person_partition(visits, "person_id", n, per_record):
             outputs.append(await visits_topic.send(value=codec.encode_outputs("visit_update", chunk),
                                                    partition=partition))

@@ -24,6 +24,7 @@ from typing import Any
 
 from pipeline.journey import JourneyProcessor
 
+TARGET_EVENTS_PER_S = 200_000  # issue 4, JourneyProcessor alone over a 1M-event stream
 MINUTE = 60_000
 DAY_START = 1_714_550_400_000  # 2024-05-01T08:00:00Z
 ONLINE = ("app", "app", "web", "mini_program")
@@ -152,8 +153,10 @@ def run(events: list[dict[str, Any]], batch_size: int, changes_every: int) -> di
         out["sessions_closed"] += len(batch.sessions_closed)
         out["visits_closed"] += len(batch.visits_closed)
         out["visitors"] += sum(v.visit_class(visit_policy) == "visitor" for v in batch.visits_closed)
-        if changes_every and batch_no % changes_every == 0:
-            out["changelog_records"] += len(processor.drain_changes())
+        if changes_every:
+            batch.records()  # what the journey agent publishes; the changelog reuses these records
+            if batch_no % changes_every == 0:
+                out["changelog_records"] += len(processor.drain_changes())
     final = processor.close_all()
     elapsed = time.perf_counter() - began
     out["sessions_closed"] += len(final.sessions_closed)
@@ -172,7 +175,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1_000, help="events per process() call")
     parser.add_argument("--changes-every", type=int, default=0,
-                        help="also drain the changelog every N batches (0: never, the core alone)")
+                        help="also serialise each batch's records (as the agent publishes them) and drain "
+                             "the changelog every N batches (0: neither, the core alone)")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the best is reported")
     parser.add_argument("--profile", action="store_true", help="print the top functions by own time")
     parser.add_argument("--gc", choices=("default", "tuned", "off"), default="default",
@@ -209,7 +213,10 @@ def main() -> None:
         result = run(events, args.batch, args.changes_every)
         results.append(result)
         print(f"run {attempt}: {result['events_per_s']:,} events/s ({result['seconds']}s)", flush=True)
-    print(json.dumps(max(results, key=lambda r: r["events_per_s"]), indent=1))
+    best = max(results, key=lambda r: r["events_per_s"])
+    print(json.dumps(best, indent=1))
+    verdict = "met" if best["events_per_s"] >= TARGET_EVENTS_PER_S else "NOT met"
+    print(f"target {TARGET_EVENTS_PER_S:,} events/s on one core: {verdict} (best {best['events_per_s']:,})")
 
 
 if __name__ == "__main__":

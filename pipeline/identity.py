@@ -120,8 +120,8 @@ class IdentityGraph:
 
     def resolve(self, event: dict[str, Any]) -> str:
         """The person id of `event`, linking its identifiers first (merges go to pending_merges)."""
-        get = event.get
-        member, phone, device, mac = get("member_id"), get("phone_hash"), get("device_id"), get("wifi_mac_hash")
+        # A normalised event (pipeline.events) carries every identifier key, None when absent.
+        member, phone, device, mac = event["member_id"], event["phone_hash"], event["device_id"], event["wifi_mac_hash"]
         # Most events carry exactly one identifier: one look-up, nothing to link (the hot path).
         if member:
             key = None if phone or device or mac else "m:" + member
@@ -132,9 +132,11 @@ class IdentityGraph:
         elif mac:
             key = "w:" + mac
         else:
-            raise ValueError(f"event {get('event_id')!r} carries no identifier; validation must reject it")
-        if key is None:
-            return self._resolve_links(identifier_keys(event), event)
+            raise ValueError(f"event {event.get('event_id')!r} carries no identifier; validation must reject it")
+        if key is None:  # same order as identifier_keys(): member, phone, device, Wi-Fi MAC
+            keys = [k for k in (member and "m:" + member, phone and "p:" + phone, device and "d:" + device,
+                                mac and "w:" + mac) if k]
+            return self._resolve_links(keys, event)
         person = self._owner.get(key)
         if person is None:
             return self._new_person(key)

@@ -79,6 +79,25 @@ class JourneyBatch:
     visits_updated: list[Visit] = field(default_factory=list)
     visits_closed: list[Visit] = field(default_factory=list)
     visits_absorbed: list[tuple[str, str]] = field(default_factory=list)
+    visit_policy: VisitPolicy = VisitPolicy()
+    _records: dict[str, list[dict[str, Any]]] | None = None
+
+    def records(self) -> dict[str, list[dict[str, Any]]]:
+        """`to_record()` of the updated and closed sessions and visits, computed once per batch.
+
+        Keys "sessions_updated", "sessions_closed", "visits_updated", "visits_closed", each aligned
+        with the list of that name. Sinks and `drain_changes()` share these: a record is the
+        expensive part of both, so serialise through here rather than calling to_record() again.
+        Call it before the next batch: the objects are live."""
+        if self._records is None:
+            policy = self.visit_policy
+            self._records = {
+                "sessions_updated": [s.to_record() for s in self.sessions_updated],
+                "sessions_closed": [s.to_record() for s in self.sessions_closed],
+                "visits_updated": [v.to_record(policy) for v in self.visits_updated],
+                "visits_closed": [v.to_record(policy) for v in self.visits_closed],
+            }
+        return self._records
 
     def to_dict(self, visit_policy: VisitPolicy) -> dict[str, Any]:
         return {
@@ -122,7 +141,10 @@ class JourneyProcessor:
     # --- the hot path --------------------------------------------------------------------------
 
     def process(self, events: Iterable[dict[str, Any]]) -> JourneyBatch:
-        """Resolve identity, then sessionise and build visits for one batch in arrival order."""
+        """Resolve identity, then sessionise and build visits for one batch in arrival order.
+
+        Events are normalised events (`pipeline.events`: every common key present, None when
+        absent), as validation produces them; the hot path reads keys without defaults."""
         resolve, identity = self.identity.resolve, self.identity
         add_session, add_visit = self.sessions.add, self.visits.add
         lateness = self.policy.allowed_lateness_ms
@@ -144,27 +166,33 @@ class JourneyProcessor:
                 continue
             add_session(person, event, t)
             if event["event_type"] == "wifi_checkin":
-                store = event.get("store_id")
+                store = event["store_id"]
                 if store:
                     add_visit(person, store, event, t)
         return self._finish_batch(watermark, count, late)
 
     def process_resolved(self, pairs: Iterable[tuple[str, dict[str, Any]]]) -> JourneyBatch:
         """Like `process` for (person_id, event) pairs already resolved by an identity stage."""
+        add_session, add_visit = self.sessions.add, self.visits.add
         lateness = self.policy.allowed_lateness_ms
         watermark = self.watermark_ms if self.watermark_ms is not None else -NEVER
+        cutoff = watermark - lateness
         late: list[LateEvent] = []
         count = 0
         for person, event in pairs:
             count += 1
             t = event["occurred_at"]
-            watermark = max(watermark, t)
-            if t < watermark - lateness:
+            if t > watermark:
+                watermark = t
+                cutoff = t - lateness
+            elif t < cutoff:
                 late.append(LateEvent(person, event))
                 continue
-            self.sessions.add(person, event, t)
-            if event["event_type"] == "wifi_checkin" and event.get("store_id"):
-                self.visits.add(person, event["store_id"], event, t)
+            add_session(person, event, t)
+            if event["event_type"] == "wifi_checkin":
+                store = event["store_id"]
+                if store:
+                    add_visit(person, store, event, t)
         return self._finish_batch(watermark, count, late)
 
     def _rehome(self, merges: list[PersonMerge]) -> None:
@@ -193,7 +221,8 @@ class JourneyProcessor:
             cutoff = self.cutoff_ms
             self.sessions.close_before(cutoff)
             self.visits.close_before(cutoff)
-        batch = JourneyBatch(self.watermark_ms, count, late, self._merges, self.identity.conflicts)
+        batch = JourneyBatch(self.watermark_ms, count, late, self._merges, self.identity.conflicts,
+                             visit_policy=self.policy.visits)
         self._merges, self.identity.conflicts = [], []
         batch.sessions_updated, batch.sessions_closed, batch.sessions_absorbed = self.sessions.drain()
         batch.visits_updated, batch.visits_closed, batch.visits_absorbed = self.visits.drain()
@@ -224,26 +253,28 @@ class JourneyProcessor:
     def drain_changes(self) -> list[tuple[str, Any]]:
         """(key, plain value or None) changed since the last call: one changelog flush.
 
-        Batches are only remembered as they pass and folded here, so a caller that flushes every
-        N batches pays once per flush, not per batch."""
+        Batches are remembered as they pass and folded here (last write wins), so a caller that
+        flushes every N batches serialises each session once per flush, not once per batch. A
+        batch's `records()` are reused: a session not updated after that batch is unchanged since."""
         if not self.track_changes:
             raise RuntimeError("drain_changes() needs JourneyProcessor(track_changes=True); "
                                "use snapshot() for a one-off copy of the state")
-        sessions: dict[str, Session | None] = {}
-        visits: dict[str, Visit | None] = {}
+        sessions: dict[str, Any] = {}
+        visits: dict[str, Any] = {}
         for batch in self._unflushed:
             # Removals first: an id removed and re-created in one batch (a visit split) is live.
             sessions.update((s.session_id, None) for s in batch.sessions_closed)
             sessions.update((absorbed, None) for absorbed, _ in batch.sessions_absorbed)
-            sessions.update((s.session_id, s) for s in batch.sessions_updated)
             visits.update((v.visit_id, None) for v in batch.visits_closed)
             visits.update((absorbed, None) for absorbed, _ in batch.visits_absorbed)
-            visits.update((v.visit_id, v) for v in batch.visits_updated)
+            # Where the latest version is; serialised below only for the last batch that touched it.
+            sessions.update((s.session_id, (batch, i)) for i, s in enumerate(batch.sessions_updated))
+            visits.update((v.visit_id, (batch, i)) for i, v in enumerate(batch.visits_updated))
         self._unflushed = []
         changes: list[tuple[str, Any]] = [("wm", self.watermark_ms)]
         changes += [("i:" + key, value) for key, value in self.identity.drain_changes()]
-        changes += [("s:" + key, s.to_record() if s else None) for key, s in sessions.items()]
-        changes += [("v:" + key, v.to_record(self.policy.visits) if v else None) for key, v in visits.items()]
+        changes += [("s:" + key, _updated_record(where, "sessions_updated")) for key, where in sessions.items()]
+        changes += [("v:" + key, _updated_record(where, "visits_updated")) for key, where in visits.items()]
         return changes
 
     def snapshot(self) -> dict[str, Any]:
@@ -271,3 +302,14 @@ class JourneyProcessor:
 
     def person_dict(self, person_id: str) -> dict[str, Any]:
         return self.identity.person_dict(person_id)
+
+
+def _updated_record(where: tuple[JourneyBatch, int] | None, kind: str) -> dict[str, Any] | None:
+    """The record of item `index` of `batch.<kind>`: the batch's own if a sink already made them."""
+    if where is None:
+        return None
+    batch, index = where
+    if batch._records is not None:
+        return batch._records[kind][index]
+    item = getattr(batch, kind)[index]
+    return item.to_record() if isinstance(item, Session) else item.to_record(batch.visit_policy)

@@ -2,7 +2,8 @@
 
 Event-time session windows with Kafka Streams semantics. An event at time t touches every open
 session of its person whose span, widened by the inactivity gap, contains t:
-``start - gap <= t <= end + gap``. Then (this is `SessionTracker._place`, where sessions are cut):
+``start - gap <= t <= end + gap``. Then (this is `SessionTracker._place`, where sessions are cut;
+`SessionTracker.add` takes a shortcut for in-order events that reaches the same decision):
 
 - touches nothing                 -> a new session starts (cut by inactivity);
 - touches one or more, and the
@@ -25,7 +26,8 @@ Lateness and closing are driven by a *cutoff* the caller computes (JourneyProces
 cutoff = max event time seen - allowed lateness). Events older than the cutoff never reach this
 module; a session closes once ``end + gap < cutoff``: no accepted event can touch it any more,
 so the closed version is final. Identity merges move a person's open sessions to the surviving
-person (`take_person` / `adopt`); they merge there under the same rules.
+person (`take_person` / `adopt`); they merge there under the same rules. Sessions already closed
+stay as they are: sinks re-point them with the emitted `PersonMerge`, they are not re-merged.
 
 Order-independence: with max_length large enough never to cut, any arrival order within the
 allowed lateness yields the same sessions (event sets, spans, aggregates). A max-length cut
@@ -40,7 +42,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from pipeline.events import ENUMS
+from pipeline.events import ENUMS, EVENT_TYPES
 from pipeline.events import format_occurred_at as iso_utc
 
 # The schema's channels, one bit each: a session keeps the channels it saw as one int.
@@ -50,12 +52,17 @@ CHANNEL_BIT = {channel: 1 << i for i, channel in enumerate(CHANNELS)}
 ONLINE_CHANNELS = frozenset({"app", "web", "mini_program"})
 ONLINE_MASK = sum(CHANNEL_BIT[c] for c in ONLINE_CHANNELS)
 OTHER_BIT = CHANNEL_BIT["other"]
+# A session counts each event type in its own slot; Session.add spells the types out.
+_COUNT_FIELDS = {kind: f"n_{kind}" for kind in EVENT_TYPES}
+_CHANNEL_SPLITS: dict[int, tuple[list[str], list[str]]] = {}  # channel bits -> (online, offline)
 NEVER = 1 << 62  # "no online event yet" sentinel for min(); fits an Int64 column
 
 
 @dataclass(frozen=True, slots=True)
 class SessionPolicy:
-    """gap_ms: inactivity that ends a session. max_length_ms: longest session; longer activity is cut."""
+    """gap_ms: inactivity that ends a session (30 min, the web analytics convention).
+    max_length_ms: longest session (8 h); longer activity is cut, so an always-on device, e.g. a
+    staff phone on the store Wi-Fi, does not make one endless session."""
 
     gap_ms: int = 30 * 60_000
     max_length_ms: int = 8 * 3600_000
@@ -76,19 +83,21 @@ def stable_id(*parts: str) -> str:
 class Session:
     """One session's running aggregates. Mutable; `to_record()` / `from_record()` give plain data.
 
-    Kept small on purpose (an int for channels, a store set only once a store shows up): a busy
-    partition holds tens of thousands of open sessions, and each event touches one of them.
+    Kept small on purpose (ints for counts and channels, a store set only once a store shows up):
+    a busy partition holds tens of thousands of open sessions, and at that size every separate
+    object an event has to touch is a cache miss.
     """
 
-    __slots__ = ("session_id", "person_id", "start", "end", "counts", "channel_bits", "stores",
-                 "revenue_cents", "first_online", "last_offline", "event_ids")
+    __slots__ = ("session_id", "person_id", "start", "end", "n_browse", "n_wifi_checkin", "n_purchase",
+                 "n_share", "n_complaint", "channel_bits", "stores", "revenue_cents", "first_online",
+                 "last_offline", "event_ids")
 
     def __init__(self, session_id: str, person_id: str, t: int) -> None:
         self.session_id = session_id
         self.person_id = person_id
         self.start = t
         self.end = t
-        self.counts: dict[str, int] = {}
+        self.n_browse = self.n_wifi_checkin = self.n_purchase = self.n_share = self.n_complaint = 0
         self.channel_bits = 0
         self.stores: set[str] | None = None
         self.revenue_cents = 0
@@ -97,36 +106,45 @@ class Session:
         self.event_ids: list[str] = []
 
     def add(self, event: dict[str, Any], t: int) -> None:
+        """Count one normalised event (pipeline.events: every common key present, type keys per type)."""
         if t < self.start:
             self.start = t
         elif t > self.end:
             self.end = t
-        kind = event["event_type"]
-        counts = self.counts
-        counts[kind] = counts.get(kind, 0) + 1
         self.event_ids.append(event["event_id"])
-        bit = CHANNEL_BIT.get(event["channel"], OTHER_BIT)
+        kind = event["event_type"]
+        if kind == "browse":
+            self.n_browse += 1
+        elif kind == "wifi_checkin":
+            self.n_wifi_checkin += 1
+        elif kind == "purchase":
+            self.n_purchase += 1
+            if event["status"] == "paid":
+                self.revenue_cents += event["amount_cents"] or 0
+        elif kind == "share":
+            self.n_share += 1
+        else:
+            self.n_complaint += 1
+        bit = CHANNEL_BIT[event["channel"]]
         self.channel_bits |= bit
         if bit & ONLINE_MASK:
             if t < self.first_online:
                 self.first_online = t
         elif t > self.last_offline:
             self.last_offline = t
-        store = event.get("store_id")
+        store = event["store_id"]
         if store:
             if self.stores is None:
                 self.stores = {store}
             else:
                 self.stores.add(store)
-        if kind == "purchase" and event.get("status") == "paid":
-            self.revenue_cents += event.get("amount_cents") or 0
 
     def absorb(self, other: Session) -> None:
         """Fold `other` (a later or overlapping session of the same person) into this one."""
         self.start = min(self.start, other.start)
         self.end = max(self.end, other.end)
-        for kind, n in other.counts.items():
-            self.counts[kind] = self.counts.get(kind, 0) + n
+        for field in _COUNT_FIELDS.values():
+            setattr(self, field, getattr(self, field) + getattr(other, field))
         self.channel_bits |= other.channel_bits
         if other.stores:
             self.stores = (self.stores or set()) | other.stores
@@ -136,8 +154,24 @@ class Session:
         self.event_ids.extend(other.event_ids)
 
     @property
+    def counts(self) -> dict[str, int]:
+        """Events by type, types seen only: {"browse": 3, "purchase": 1}."""
+        pairs = (("browse", self.n_browse), ("wifi_checkin", self.n_wifi_checkin), ("purchase", self.n_purchase),
+                 ("share", self.n_share), ("complaint", self.n_complaint))
+        return {kind: n for kind, n in pairs if n}
+
+    @property
     def channels(self) -> list[str]:
         return [c for c in CHANNELS if self.channel_bits & CHANNEL_BIT[c]]
+
+    def _channels_split(self) -> tuple[list[str], list[str]]:
+        """(online, offline) channel names, sorted; memoised per bit pattern (records are frequent)."""
+        split = _CHANNEL_SPLITS.get(self.channel_bits)
+        if split is None:
+            names = self.channels
+            split = _CHANNEL_SPLITS[self.channel_bits] = (
+                sorted(c for c in names if c in ONLINE_CHANNELS), sorted(c for c in names if c not in ONLINE_CHANNELS))
+        return split
 
     @property
     def store_ids(self) -> list[str]:
@@ -154,11 +188,11 @@ class Session:
 
     @property
     def has_complaint(self) -> bool:
-        return "complaint" in self.counts
+        return self.n_complaint > 0
 
     @property
     def has_share(self) -> bool:
-        return "share" in self.counts
+        return self.n_share > 0
 
     def to_dict(self) -> dict[str, Any]:
         """The shape `o2o dry-run --json` prints: ISO times, sorted stores."""
@@ -169,11 +203,10 @@ class Session:
 
     def to_record(self) -> dict[str, Any]:
         """Everything, epoch ms, JSON-safe: for sinks, changelogs and `from_record`."""
-        online = sorted(c for c in self.channels if c in ONLINE_CHANNELS)
-        offline = sorted(c for c in self.channels if c not in ONLINE_CHANNELS)
+        online, offline = self._channels_split()
         return {"session_id": self.session_id, "person_id": self.person_id, "start": self.start,
-                "end": self.end, "event_count": self.event_count, "counts": dict(self.counts),
-                "online_channels": online, "offline_channels": offline, "stores": self.store_ids,
+                "end": self.end, "event_count": len(self.event_ids), "counts": self.counts,
+                "online_channels": online[:], "offline_channels": offline[:], "stores": self.store_ids,
                 "revenue_cents": self.revenue_cents, "has_complaint": self.has_complaint,
                 "has_share": self.has_share, "online_to_offline": self.online_to_offline,
                 "first_online": self.first_online, "last_offline": self.last_offline,
@@ -183,7 +216,8 @@ class Session:
     def from_record(cls, record: dict[str, Any]) -> Session:
         session = cls(record["session_id"], record["person_id"], record["start"])
         session.end = record["end"]
-        session.counts = dict(record["counts"])
+        for kind, n in record["counts"].items():
+            setattr(session, _COUNT_FIELDS[kind], n)
         for channel in record["online_channels"] + record["offline_channels"]:
             session.channel_bits |= CHANNEL_BIT.get(channel, OTHER_BIT)
         session.stores = set(record["stores"]) or None

@@ -1,7 +1,7 @@
 """Store visits: a person's contiguous Wi-Fi presence at one store, from `wifi_checkin` events.
 
 Per (person, store), sort the check-ins by time; a visit is cut between two consecutive ones when
-(`split_into_visits`, the one place visits are cut):
+(`split_into_visits` states the rule; `VisitTracker.add` applies it incrementally):
 
 - the second comes more than `timeout_ms` (default 15 min) after the first, or
 - the first is a `disassociate` and the second is strictly later (the phone left the network).
@@ -10,10 +10,11 @@ Dwell = end - start. A visit is a **visitor** when dwell >= `visitor_min_dwell_m
 and the signal says the phone was inside: the strongest RSSI >= `visitor_min_rssi_dbm` (default
 -70 dBm), or the phone connected (`associate` / `portal_login`: only devices in range of the
 store's access points can). Otherwise it is a **passerby**. Capture rate = visitors / (visitors
-+ passersby). These are the thresholds presence analytics products expose: Cisco Meraki's
-location analytics (visitor = seen for a configurable dwell, 5 min by default, above an RSSI
-threshold; passersby otherwise) and Cloud4Wi's presence analytics (dwell and signal thresholds
-per venue).
++ passersby). The inspiration is what Wi-Fi presence analytics products expose: Cisco Meraki's
+Location Analytics (documentation.meraki.com, MR > Monitoring and Reporting > Location Analytics:
+capture rate of passersby vs visitors, told apart by time seen and signal strength thresholds)
+and Cloud4Wi's presence analytics (dwell and signal thresholds per venue). The defaults here are
+the project's (DESIGN.md: a few minutes of dwell, RSSI above about -70 dBm), not those products'.
 
 Worked example, timeout 15 min, times in minutes::
 
@@ -166,8 +167,8 @@ class VisitTracker:
 
     def add(self, person_id: str, store_id: str, event: dict[str, Any], t: int) -> Visit:
         """Put one accepted wifi_checkin into its visit; returns that visit."""
-        kind = event.get("kind")
-        checkin = (t, kind == "disassociate", event.get("rssi"), kind in CONNECTED_KINDS, event["event_id"])
+        kind = event["kind"]
+        checkin = (t, kind == "disassociate", event["rssi"], kind in CONNECTED_KINDS, event["event_id"])
         stores = self._open.get(person_id)
         if stores is None:
             stores = self._open[person_id] = {}
