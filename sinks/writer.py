@@ -1,0 +1,91 @@
+"""Writing to the warehouse: batched columnar inserts, and person merges kept as a closure.
+
+The sink agent calls, per batch (thousands of rows per insert, never one row at a time):
+
+    insert(client, "events", events)            # normalised events + person_id (+ ingested_at, late)
+    insert(client, "sessions", session_updates)  # schemas/session_update.avsc records
+    insert(client, "store_visits", visit_updates)
+    insert(client, "triggers_log", trigger_log_records(out.triggers, out.suppressed, published_at))
+    apply_person_merges(client, merges)          # schemas/person_merge.avsc records
+
+Every insert is idempotent at read time (see sinks.tables), so a batch retried after a failure, or
+replayed after a restart, changes no query result.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Mapping
+
+from sinks.sql import sql_literal
+from sinks.tables import insert_sql, rows_for
+
+
+def insert(client: Any, table: str, records: Iterable[Mapping[str, Any]]) -> int:
+    """Insert `records` into `table` in one columnar block; returns the number of rows."""
+    records = list(records)
+    if not records:
+        return 0
+    client.execute(insert_sql(table), rows_for(table, records), columnar=True)
+    return len(records)
+
+
+def trigger_log_records(triggers: Iterable[Any] = (), suppressed: Iterable[Any] = (),
+                        published_at: int | None = None) -> list[dict[str, Any]]:
+    """`triggers_log` records from the rule engine's output (pipeline.rules: Trigger, Suppressed)."""
+    records = [{**t.to_record(published_at), "outcome": "fired", "reason": ""} for t in triggers]
+    records += [{**s.trigger.to_record(None), "outcome": "suppressed", "reason": s.reason} for s in suppressed]
+    return records
+
+
+def apply_person_merges(client: Any, merges: Iterable[Mapping[str, Any]],
+                        clock_ns: Any = time.time_ns) -> list[dict[str, Any]]:
+    """Record merges in `identity_links` so every merged person points at its *final* person.
+
+    Queries join through one hop (`person_map`), so the sink keeps the closure: for a merge A -> B
+    it writes A -> resolve(B), and re-points every X that pointed at A. Worked example (anonymous
+    MAC into a device, then the device into a member, in either order)::
+
+        merges              links written                 person_map afterwards
+        w:aa -> d:ip        w:aa -> d:ip                  w:aa -> d:ip
+        d:ip -> m:42        d:ip -> m:42, w:aa -> m:42    w:aa -> m:42, d:ip -> m:42
+
+        d:ip -> m:42        d:ip -> m:42                  d:ip -> m:42
+        w:aa -> d:ip        w:aa -> m:42                  w:aa -> m:42, d:ip -> m:42
+
+    Re-applying a merge writes the same mapping again (idempotent). Run it from one writer at a
+    time (the journey stage is the single writer of merges): two writers applying dependent merges
+    concurrently could each miss the other's link. Returns the rows written.
+    """
+    merges = [dict(m) for m in merges]
+    if not merges:
+        return []
+    involved = {m["from_person"] for m in merges} | {m["to_person"] for m in merges}
+    names = ", ".join(sql_literal(p) for p in sorted(involved))
+    current: dict[str, str] = dict(client.execute(
+        "SELECT person_id, merged_into FROM person_map "
+        f"WHERE person_id IN ({names}) OR merged_into IN ({names})"))
+    rows: list[dict[str, Any]] = []
+    version = clock_ns()
+
+    def link(source: str, target: str, merge: Mapping[str, Any]) -> None:
+        nonlocal version
+        version += 1
+        current[source] = target
+        rows.append({"from_person": source, "to_person": target, "at": merge["at"],
+                     "event_id": merge.get("event_id") or "", "version": version})
+
+    for merge in merges:
+        source, target = merge["from_person"], merge["to_person"]
+        seen = {source}
+        while target in current and target not in seen:  # a chain written in this very batch
+            seen.add(target)
+            target = current[target]
+        if target == source:
+            continue
+        link(source, target, merge)
+        for other, pointed in list(current.items()):
+            if pointed == source and other != source:
+                link(other, target, merge)
+    insert(client, "identity_links", rows)
+    return rows
