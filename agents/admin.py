@@ -40,3 +40,22 @@ def create_topics(settings: Settings) -> list[tuple[TopicSpec, str]]:
             count = len(existing[spec.name].partitions)
             outcomes.append((spec, "exists" if count == spec.partitions else f"exists with {count} partitions"))
     return outcomes
+
+
+def migrate_clickhouse(settings: Settings) -> list[str]:
+    """Apply the warehouse migrations (sinks/migrations); the names applied now, [] when up to date."""
+    from clickhouse_driver import Client
+    from clickhouse_driver.errors import Error as ClickHouseError
+
+    from sinks.migrate import apply_migrations
+
+    client = Client(**settings.clickhouse_client_kwargs(database="default"), connect_timeout=5)
+    try:
+        return apply_migrations(client, settings.clickhouse_database)
+    except (ClickHouseError, OSError, EOFError) as exc:
+        raise ConnectionError(
+            f"cannot apply the ClickHouse schema at {settings.clickhouse_host}:{settings.clickhouse_port}: {exc}; "
+            "start the local stack with `o2o stack up`, or check the clickhouse_* settings"
+        ) from None
+    finally:
+        client.disconnect()

@@ -145,12 +145,14 @@ def stack_down(config: ConfigOption = None, state_dir: StateDirOption = None) ->
 
 @app.command("init")
 def init_cmd(config: ConfigOption = None) -> None:
-    """Create the Kafka topics (ingress per event type, dead letters, accepted events, agent state).
+    """Create the Kafka topics and the ClickHouse schema.
 
-    Idempotent: existing topics are left as they are and reported. Partitions and retention come from
-    the settings topic_partitions and topic_retention_ms.
+    Topics: ingress per event type, dead letters, accepted events, sessions, visits, identity, agent
+    state; partitions and retention from topic_partitions and topic_retention_ms. ClickHouse: the
+    numbered migrations in sinks/migrations, recorded in the table schema_migrations. Idempotent:
+    what exists is left as it is and reported.
     """
-    from agents.admin import create_topics
+    from agents.admin import create_topics, migrate_clickhouse
 
     settings = settings_from(config)
     try:
@@ -159,6 +161,12 @@ def init_cmd(config: ConfigOption = None) -> None:
         fail(str(exc))
     for spec, outcome in outcomes:
         typer.echo(f"{outcome:24} {spec.name:36} {spec.partitions:3} partitions  {spec.purpose}")
+    try:
+        applied = migrate_clickhouse(settings)
+    except ConnectionError as exc:
+        fail(str(exc))
+    where = f"ClickHouse {settings.clickhouse_host}:{settings.clickhouse_port}/{settings.clickhouse_database}"
+    typer.echo(f"{where}: applied {', '.join(applied)}" if applied else f"{where}: schema up to date")
 
 
 @app.command("worker")

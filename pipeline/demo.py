@@ -23,14 +23,15 @@ BROKEN_RECORDS = [b"", b"\x00\x00\x00\x00\x65not avro", b"{\"event_id\": \"json-
 
 def run_demo(settings: Settings, say: Callable[[str], None], persons: int = 200, seed: int = 7,
              keep_running: bool = False, timeout_s: float = 120.0) -> dict[str, Any]:
-    from agents.admin import create_topics
+    from agents.admin import create_topics, migrate_clickhouse
     from pipeline.stack import LocalStack
 
     stack = LocalStack(settings)
     say("starting the local stack (Tansu broker, ClickHouse)")
     stack.up(report=lambda line: say(f"  {line}"))
-    say("creating topics (o2o init)")
+    say("creating topics and the ClickHouse schema (o2o init)")
     create_topics(settings)
+    migrate_clickhouse(settings)
     say("starting a worker (o2o worker): ingest, identity, sessions and visits")
     worker = start_worker(settings)
     try:

@@ -28,11 +28,17 @@ def o2o(env, *args, **kwargs):
 
 
 def test_init_is_idempotent(pipeline_settings):
-    env = settings_env(pipeline_settings)
+    env = settings_env(pipeline_settings, O2O_CLICKHOUSE_DATABASE=f"init_{pipeline_settings.topic_prefix}")
+    first = o2o(env, "init")
+    assert first.returncode == 0, first.stderr
+    assert "applied 0001_events.sql" in first.stdout
+
     again = o2o(env, "init")
     assert again.returncode == 0, again.stderr
-    assert all(line.startswith("exists ") for line in again.stdout.splitlines())
+    *topics, clickhouse = again.stdout.splitlines()
+    assert all(line.startswith("exists ") for line in topics)
     assert pipeline_settings.topic("dlq") in again.stdout
+    assert clickhouse.endswith("schema up to date")
 
 
 def test_produce_sends_valid_lines_hashed_and_writes_rejects_with_reasons(pipeline_settings, tmp_path):
