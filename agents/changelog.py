@@ -59,7 +59,15 @@ def read_to_end(settings: Settings, topic: str, partitions: list[int] | None = N
 
 def read_partition(settings: Settings, topic: str, partition: int) -> list[bytes]:
     """Every record value of one partition, in offset order (an agent's changelog on restore)."""
-    return [message.value() for message in read_to_end(settings, topic, [partition])]
+    return read_partitions(settings, topic, [partition])[partition]
+
+
+def read_partitions(settings: Settings, topic: str, partitions: list[int]) -> dict[int, list[bytes]]:
+    """Every record value of several partitions with one consumer: {partition: values in offset order}."""
+    values: dict[int, list[bytes]] = {partition: [] for partition in partitions}
+    for message in read_to_end(settings, topic, partitions):
+        values[message.partition()].append(message.value())
+    return values
 
 
 # --- state changelogs written in groups ------------------------------------------------------------

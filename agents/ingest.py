@@ -23,7 +23,7 @@ import faust
 from faust.types import TP
 
 from agents import metrics
-from agents.changelog import read_partition
+from agents.changelog import read_partitions
 from pipeline.config import Settings
 from pipeline.events import EVENT_TYPES
 from pipeline.ingest import IngestResult, IngestStage, routing_key
@@ -51,21 +51,29 @@ def register(app: faust.App, settings: Settings) -> None:
     restored_offsets: dict[TP, int] = {}
 
     async def stage_for(tp: TP) -> IngestStage:
-        """The partition's stage, its dedup memory restored from the changelog on first use."""
+        """The partition's stage; on a miss, every assigned partition's dedup memory is restored
+        from the changelog in one read (one consumer for all, not one per partition)."""
         stage = stages.get(tp)
         if stage is None:
+            wanted = {tp} | {t for t in app.consumer.assignment() if t.topic in ingress.topics and t not in stages}
+            await restore(wanted)
+            stage = stages[tp]
+        return stage
+
+    async def restore(tps: set[TP]) -> None:
+        by_log_partition = {dedup_changelog_partition(settings, tp.topic, tp.partition): tp for tp in tps}
+        logs = await asyncio.get_running_loop().run_in_executor(
+            None, read_partitions, settings, changelog.get_topic_name(), sorted(by_log_partition))
+        for log_partition, records in logs.items():
+            tp = by_log_partition[log_partition]
             dedup = settings.new_deduplicator()
-            log_partition = dedup_changelog_partition(settings, tp.topic, tp.partition)
-            records = await asyncio.get_running_loop().run_in_executor(
-                None, read_partition, settings, changelog.get_topic_name(), log_partition)
             for record in records:
                 entry = json.loads(record)
                 for event_id, occurred_at in entry["ids"]:
                     dedup.is_duplicate(event_id, occurred_at)
                 restored_offsets[tp] = entry["offset"]
             metrics.STATE_RESTORES.labels("ingest").inc(len(records))
-            stage = stages[tp] = IngestStage(codec, hasher, policy, dedup)
-        return stage
+            stages[tp] = IngestStage(codec, hasher, policy, dedup)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
@@ -77,6 +85,7 @@ def register(app: faust.App, settings: Settings) -> None:
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.agent_batch_records, within=settings.agent_batch_wait_ms / 1000):
             metrics.BATCH_RECORDS.labels("ingest").observe(len(events))
+            started = time.perf_counter()
             now_ms = int(time.time() * 1000)
             by_partition: dict[TP, IngestResult] = defaultdict(IngestResult)
             last_offsets: dict[TP, int] = {}
@@ -94,17 +103,22 @@ def register(app: faust.App, settings: Settings) -> None:
                 total.accepted += result.accepted
                 total.duplicates += result.duplicates
                 total.dead_letters += result.dead_letters
+            processed = time.perf_counter()
             outputs = [await accepted.send(value=value, partition=partition)
                        for partition, value in encode_accepted(codec, total.accepted, JOURNEY_PARTITIONS, settings.output_batch_events)]
             outputs += [await dlq.send(value=codec.encode_dead_letter(dead.to_record(now_ms)))
                         for dead in total.dead_letters]
             await asyncio.gather(*outputs)
+            sent = time.perf_counter()
             state = [await changelog.send(
                         value=json.dumps({"offset": last_offsets[tp],
                                           "ids": [[e["event_id"], e["occurred_at"]] for e in result.accepted]}).encode(),
                         partition=dedup_changelog_partition(settings, tp.topic, tp.partition))
                      for tp, result in by_partition.items()]
             await asyncio.gather(*state)
+            metrics.STEP_SECONDS.labels("ingest", "process").inc(processed - started)
+            metrics.STEP_SECONDS.labels("ingest", "outputs").inc(sent - processed)
+            metrics.STEP_SECONDS.labels("ingest", "changelog").inc(time.perf_counter() - sent)
             metrics.record_ingest(total)
 
 

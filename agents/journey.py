@@ -127,6 +127,7 @@ def register(app: faust.App, settings: Settings) -> None:
     async def publish(batch: JourneyBatch) -> None:
         """Outputs first, acknowledged; then the state that reflects them (module docstring)."""
         emitted_at = now_ms()
+        started = time.perf_counter()
         outputs = []
         for partition, chunk in by_person_partition(session_updates(batch, emitted_at), "person_id", n, per_record):
             outputs.append(await sessions_topic.send(value=codec.encode_outputs("session_update", chunk),
@@ -140,8 +141,11 @@ def register(app: faust.App, settings: Settings) -> None:
             outputs.append(await identity_topic.send(value=codec.encode_outputs("person_merge", chunk),
                                                      partition=partition))
         await asyncio.gather(*outputs)
+        outputs_done = time.perf_counter()
         group = changelog_group(state.last_offset, state.processor.drain_changes())
         await asyncio.gather(*[await changelog.send(value=value, partition=0) for value in group])
+        metrics.STEP_SECONDS.labels("journey", "outputs").inc(outputs_done - started)
+        metrics.STEP_SECONDS.labels("journey", "changelog").inc(time.perf_counter() - outputs_done)
         metrics.record_journey(batch)
 
     @app.agent(accepted, name="journey")
@@ -150,6 +154,7 @@ def register(app: faust.App, settings: Settings) -> None:
             async with state.lock:
                 if state.processor is None:
                     state.processor = await restore()
+                started = time.perf_counter()
                 events: list[dict[str, Any]] = []
                 for record in records:
                     message = record.message
@@ -164,7 +169,11 @@ def register(app: faust.App, settings: Settings) -> None:
                 events.sort(key=occurred_at)
                 metrics.BATCH_RECORDS.labels("journey").observe(len(records))
                 state.last_event_wall_ms = now_ms()
-                await publish(state.processor.process(events))
+                decoded = time.perf_counter()
+                batch = state.processor.process(events)
+                metrics.STEP_SECONDS.labels("journey", "decode").inc(decoded - started)
+                metrics.STEP_SECONDS.labels("journey", "process").inc(time.perf_counter() - decoded)
+                await publish(batch)
 
     @app.timer(interval=settings.journey_idle_advance_ms / 4000)
     async def close_idle_sessions() -> None:

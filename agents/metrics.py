@@ -12,6 +12,8 @@ DUPLICATES = Counter("o2o_duplicates_total", "Events dropped as duplicates of an
 DEAD_LETTERS = Counter("o2o_dead_letters_total", "Rejected inputs sent to the dead-letter topic", ["reason"])
 BATCH_RECORDS = Histogram("o2o_batch_records", "Kafka records per agent batch", ["stage"],
                           buckets=(1, 10, 50, 100, 250, 500, 1000, 5000))
+STEP_SECONDS = Counter("o2o_step_seconds_total", "Time spent per agent step (where a batch's time goes)",
+                       ["stage", "step"])
 STATE_RESTORES = Counter("o2o_state_restored_records_total", "Changelog records replayed at start", ["stage"])
 
 

@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     agent_batch_records: int = Field(default=500, ge=1)
     agent_batch_wait_ms: int = Field(default=100, ge=1)
     # Events per output record (records carrying many events keep agents fast; DESIGN.md).
-    output_batch_events: int = Field(default=200, ge=1, le=10_000)
+    output_batch_events: int = Field(default=1000, ge=1, le=10_000)
     # Consumer group session timeout: joins take about half of it on the local broker.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
 
