@@ -76,7 +76,7 @@ def main() -> None:
         while scrape(settings.metrics_port).get("o2o_events_accepted_total", 0) == 0:
             time.sleep(0.05)
         started = time.perf_counter()
-        while (done := scrape(settings.metrics_port).get("o2o_journey_events_total", 0)) < total:
+        while scrape(settings.metrics_port).get("o2o_journey_events_total", 0) < total:
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited; see {state / 'worker.log'}")
             time.sleep(0.05)

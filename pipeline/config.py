@@ -18,11 +18,16 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from pipeline.dedup import Deduplicator
+    from pipeline.journey import JourneyPolicy
+    from pipeline.validation import ValidationPolicy
 
 ENV_PREFIX = "O2O_"
 CONFIG_FILE_ENV = "O2O_CONFIG"

@@ -18,7 +18,7 @@ import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from pipeline.serde import EmbeddedRegistry, RegisteredSchema, RegistryClient
+from pipeline.serde import EmbeddedRegistry, RegisteredSchema
 
 SCHEMA_NOT_FOUND = 40403  # Confluent error code for an unknown schema id
 REQUEST_TIMEOUT_S = 10  # the client's default is no timeout: a stuck registry would hang the agent

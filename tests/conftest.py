@@ -35,6 +35,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def private_stack_env(state_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for `o2o` commands that start a local stack of their own (state dir, free ports)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("O2O_")}
+    env.update(
+        O2O_STATE_DIR=str(state_dir),
+        O2O_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
+        O2O_CLICKHOUSE_PORT=str(free_port()),
+        O2O_CLICKHOUSE_HTTP_PORT=str(free_port()),
+        **extra,
+    )
+    return env
+
+
 def stack_settings(state_dir: Path) -> Settings:
     return load_settings(
         None,

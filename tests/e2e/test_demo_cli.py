@@ -1,7 +1,6 @@
 """`o2o demo` as a newcomer runs it: one command, the whole loop, nothing left running."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -10,22 +9,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.simulate import Mix, generate
-from tests.conftest import free_port
+from tests.conftest import free_port, private_stack_env
 
 O2O = str(Path(sys.executable).parent / "o2o")
 
 
 @pytest.mark.timeout(240)
 def test_demo_runs_the_loop_and_stops_everything(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("O2O_")}
-    env.update(
-        O2O_STATE_DIR=str(tmp_path / "state"),
-        O2O_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
-        O2O_CLICKHOUSE_PORT=str(free_port()),
-        O2O_CLICKHOUSE_HTTP_PORT=str(free_port()),
-        O2O_METRICS_PORT=str(free_port()),
-        O2O_KAFKA_SESSION_TIMEOUT_MS="6000",
-    )
+    env = private_stack_env(tmp_path / "state", O2O_METRICS_PORT=str(free_port()), O2O_KAFKA_SESSION_TIMEOUT_MS="6000")
 
     run = subprocess.run([O2O, "demo", "--persons", "40", "--json"], env=env, capture_output=True, text=True,
                          timeout=220)

@@ -1,7 +1,6 @@
 """`o2o stack up / status / down` as a user runs them, on a state directory and ports of its own."""
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import private_stack_env
 
 O2O = str(Path(sys.executable).parent / "o2o")
 
@@ -25,13 +24,7 @@ def pid_running(pid: int) -> bool:
 
 @pytest.fixture
 def user_env(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("O2O_")}
-    env.update(
-        O2O_STATE_DIR=str(tmp_path / "state"),
-        O2O_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
-        O2O_CLICKHOUSE_PORT=str(free_port()),
-        O2O_CLICKHOUSE_HTTP_PORT=str(free_port()),
-    )
+    env = private_stack_env(tmp_path / "state")
     yield env
     subprocess.run([O2O, "stack", "down"], env=env, capture_output=True, timeout=60)
 
