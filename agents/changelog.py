@@ -99,16 +99,30 @@ def _group_record(items: list[str], offset: int | None) -> bytes:
     return ('{"offset":%s,"changes":[%s]}' % ("null" if offset is None else offset, ",".join(items))).encode()
 
 
-def replay_changelog(values: list[bytes]) -> tuple[list[tuple[str, object]], int | None]:
-    """(changes of complete groups in order, the last complete group's offset)."""
+def intent_record(last_offset: int) -> bytes:
+    """Written before a batch's outputs: the batch ends at `last_offset` (see `replay_changelog`)."""
+    return b'{"intent":%d}' % last_offset
+
+
+def replay_changelog(values: list[bytes]) -> tuple[list[tuple[str, object]], int | None, int | None]:
+    """(changes of complete groups in order, the last complete group's offset, an unfinished intent).
+
+    The intent is the last offset of a batch whose outputs may be partly published but whose
+    state was never written: the agent must process exactly that batch again, so that it publishes
+    the same outputs and leaves no version behind that an uninterrupted run would not have.
+    """
     applied: list[tuple[str, object]] = []
     pending: list[tuple[str, object]] = []
-    offset = None
+    offset = intent = None
     for value in values:
         record = json.loads(value)
+        if "intent" in record:
+            intent, pending = record["intent"], []
+            continue
         pending.extend((key, item) for key, item in record["changes"])
         if record["offset"] is not None:
             applied.extend(pending)
             pending = []
             offset = record["offset"]
-    return applied, offset
+            intent = None
+    return applied, offset, intent

@@ -1,12 +1,18 @@
 """The journey agent: accepted events -> identity, sessions, visits (pipeline.journey) -> topics.
 
 A single writer: `o2o.accepted` has one partition, because identity linking is global (README,
-"Identity and sessions"). Per batch of records: decode, `JourneyProcessor.process`, publish the
-session and visit updates and the person merges as batch records keyed (partitioned) by person,
-wait for the acks, then write the state changes as one changelog group carrying the last input
-offset. A worker that takes the partition over restores the state from the complete groups and
-skips input at or below their offset, so a restart (kill -9 included) or a rebalance neither loses
-nor double-counts: the sessions it publishes are those of an uninterrupted run.
+"Identity and sessions"). Per batch of records: write an *intent* (the batch's last offset) to the
+changelog; decode; drop events whose id it has already seen (a crash upstream re-sends accepted
+events); `JourneyProcessor.process`; publish the session and visit updates and the person merges
+as batch records partitioned by person and wait for the acks; then write the state changes (and
+the ids seen) as one changelog group carrying the last input offset.
+
+A worker that takes the partition over restores the state from the complete groups, skips input at
+or below their offset, and, when an intent was left unfinished, processes exactly that batch again
+before anything else: the processor is deterministic, so it republishes the same versions and
+leaves none behind that an uninterrupted run would not have. So a restart (kill -9 included) or a
+rebalance neither loses nor double-counts: the sessions it publishes are those of an uninterrupted
+run.
 
 Each batch is processed in event-time order: arrival order inside a batch means little (five
 ingress topics, many producers, records grouped by type), and a backlog read in type order would
@@ -27,15 +33,17 @@ import faust
 from faust.types import TP
 
 from agents import metrics
-from agents.changelog import changelog_group, read_partition, replay_changelog
+from agents.changelog import changelog_group, intent_record, read_partition, replay_changelog
 from agents.ingest import raw_topic
 from pipeline.config import Settings
+from pipeline.dedup import Deduplicator
 from pipeline.journey import JourneyBatch, JourneyProcessor
 from pipeline.serde import EventCodec, registry_from_settings
 from pipeline.topics import ACCEPTED, IDENTITY, JOURNEY_CHANGELOG, JOURNEY_PARTITIONS, SESSIONS, VISITS, partition_for
 
 
 occurred_at = itemgetter("occurred_at")
+SEEN_KEY = "seen"  # changelog key of the event ids a batch sessionised (for the journey's dedup)
 
 
 def now_ms() -> int:
@@ -93,8 +101,11 @@ class JourneyState:
 
     def __init__(self) -> None:
         self.processor: JourneyProcessor | None = None
+        self.seen: Deduplicator | None = None
         self.restored_offset = -1
         self.last_offset = -1
+        self.replay_until: int | None = None  # an interrupted batch to process again, exactly
+        self.replay: list[dict[str, Any]] = []
         self.last_event_wall_ms = now_ms()
         self.lock = asyncio.Lock()
 
@@ -111,20 +122,27 @@ def register(app: faust.App, settings: Settings) -> None:
     policy = settings.journey_policy()
     state = JourneyState()
 
-    async def restore() -> JourneyProcessor:
+    async def restore() -> None:
         values = await asyncio.get_running_loop().run_in_executor(
             None, read_partition, settings, changelog.get_topic_name(), 0)
-        changes, offset = replay_changelog(values)
+        changes, offset, intent = replay_changelog(values)
         metrics.STATE_RESTORES.labels("journey").inc(len(values))
+        state.seen = settings.new_deduplicator()
+        for key, ids in changes:
+            if key == SEEN_KEY:
+                for event_id, at in ids:
+                    state.seen.is_duplicate(event_id, at)
         state.restored_offset = state.last_offset = -1 if offset is None else offset
-        return JourneyProcessor.restore(changes, policy, track_changes=True)
+        state.replay_until, state.replay = intent, []
+        state.processor = JourneyProcessor.restore([c for c in changes if c[0] != SEEN_KEY], policy,
+                                                   track_changes=True)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
         if any(tp.topic == accepted.get_topic_name() for tp in revoked):
             state.processor = None
 
-    async def publish(batch: JourneyBatch) -> None:
+    async def publish(batch: JourneyBatch, seen: list[list] = ()) -> None:
         """Outputs first, acknowledged; then the state that reflects them (module docstring)."""
         emitted_at = now_ms()
         started = time.perf_counter()
@@ -142,7 +160,7 @@ def register(app: faust.App, settings: Settings) -> None:
                                                      partition=partition))
         await asyncio.gather(*outputs)
         outputs_done = time.perf_counter()
-        group = changelog_group(state.last_offset, state.processor.drain_changes())
+        group = changelog_group(state.last_offset, state.processor.drain_changes() + [(SEEN_KEY, seen)])
         await asyncio.gather(*[await changelog.send(value=value, partition=0) for value in group])
         metrics.STEP_SECONDS.labels("journey", "outputs").inc(outputs_done - started)
         metrics.STEP_SECONDS.labels("journey", "changelog").inc(time.perf_counter() - outputs_done)
@@ -153,27 +171,40 @@ def register(app: faust.App, settings: Settings) -> None:
         async for records in stream.take_events(settings.agent_batch_records, within=settings.agent_batch_wait_ms / 1000):
             async with state.lock:
                 if state.processor is None:
-                    state.processor = await restore()
+                    await restore()
+                metrics.BATCH_RECORDS.labels("journey").observe(len(records))
                 started = time.perf_counter()
                 events: list[dict[str, Any]] = []
                 for record in records:
                     message = record.message
                     if message.offset <= state.restored_offset:
                         continue  # reflected in the restored state, and its outputs were published
-                    events.extend(codec.decode(message.value))
+                    decoded = codec.decode(message.value)
+                    if state.replay_until is not None:
+                        state.replay.extend(decoded)
+                        if message.offset == state.replay_until:  # the interrupted batch is whole again
+                            await run_batch(state.replay, message.offset, started)
+                            state.replay_until, state.replay = None, []
+                        continue
+                    events.extend(decoded)
                     state.last_offset = message.offset
-                if not events:
-                    continue
-                # Arrival order inside a batch means little (five ingress topics, many producers, and
-                # records grouped by type); event-time order keeps a backlog from looking late.
-                events.sort(key=occurred_at)
-                metrics.BATCH_RECORDS.labels("journey").observe(len(records))
-                state.last_event_wall_ms = now_ms()
-                decoded = time.perf_counter()
-                batch = state.processor.process(events)
-                metrics.STEP_SECONDS.labels("journey", "decode").inc(decoded - started)
-                metrics.STEP_SECONDS.labels("journey", "process").inc(time.perf_counter() - decoded)
-                await publish(batch)
+                if events:
+                    await run_batch(events, state.last_offset, started)
+
+    async def run_batch(events: list[dict[str, Any]], last_offset: int, started: float) -> None:
+        await (await changelog.send(value=intent_record(last_offset), partition=0))
+        state.last_offset = last_offset
+        fresh = [e for e in events if not state.seen.is_duplicate(e["event_id"], e["occurred_at"])]
+        metrics.JOURNEY_DUPLICATES.inc(len(events) - len(fresh))
+        # Arrival order inside a batch means little (five ingress topics, many producers, and
+        # records grouped by type); event-time order keeps a backlog from looking late.
+        fresh.sort(key=occurred_at)
+        state.last_event_wall_ms = now_ms()
+        decoded = time.perf_counter()
+        batch = state.processor.process(fresh)
+        metrics.STEP_SECONDS.labels("journey", "decode").inc(decoded - started)
+        metrics.STEP_SECONDS.labels("journey", "process").inc(time.perf_counter() - decoded)
+        await publish(batch, [[e["event_id"], e["occurred_at"]] for e in fresh])
 
     @app.timer(interval=settings.journey_idle_advance_ms / 4000)
     async def close_idle_sessions() -> None:

@@ -26,6 +26,8 @@ def record_ingest(result) -> None:
     for reason, count in Tally(d.reason for d in result.dead_letters).items():
         DEAD_LETTERS.labels(reason).inc(count)
 
+JOURNEY_DUPLICATES = Counter("o2o_journey_duplicates_total",
+                             "Accepted events the journey saw twice (re-sent after an upstream crash)")
 JOURNEY_EVENTS = Counter("o2o_journey_events_total", "Events sessionised by the journey agent")
 LATE_EVENTS = Counter("o2o_late_events_total", "Events older than the allowed lateness: stored, not sessionised")
 PERSON_MERGES = Counter("o2o_person_merges_total", "Anonymous persons merged into another person")

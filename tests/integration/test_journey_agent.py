@@ -55,6 +55,8 @@ def reference_sessions(settings, **overrides) -> list[dict]:
     settings = settings.model_copy(update=overrides)
     codec = EventCodec()
     events = [e for m in read_to_end(settings, settings.topic(ACCEPTED)) for e in codec.decode(m.value())]
+    # Each event once: a crashed ingest may have re-sent some, and the journey drops repeats.
+    events = list({e["event_id"]: e for e in reversed(events)}.values())
     events.sort(key=lambda e: e["occurred_at"])
     processor = JourneyProcessor(settings.journey_policy())
     latest: dict[str, dict] = {}
