@@ -1,0 +1,48 @@
+"""abandoned_browse: a session closed with >= `min_browses` browses of one sku and no paid purchase
+-> retarget with that sku.
+
+Fires when the journey reports the session closed (final). With several qualifying skus, the one
+browsed most (ties: the most recently browsed, then the smallest sku). Cause: those browse events
+of the sku, so the id is the same on a replay. event_time is the session's end; fired_at is the
+end plus the inactivity gap (the moment the session was over).
+
+    session (gap 30 min)                        result
+    browse sku-1 x3, browse sku-2               fires: sku-1, browse_count 3
+    browse sku-1 x3, purchase paid              nothing (bought)
+    browse sku-1 x2, browse sku-2 x2            nothing (min_browses 3 not reached on one sku)
+"""
+
+from __future__ import annotations
+
+from pipeline.rules.params import Param
+from pipeline.rules.trigger import MARKETING, Trigger
+from pipeline.sessions import Session
+
+
+class AbandonedBrowse:
+    TYPE = "abandoned_browse"
+    KIND = MARKETING
+    PAYLOAD_RECORD = "o2o.AbandonedBrowsePayload"
+    PARAMS = {
+        "min_browses": Param("int", 3, "browse events on one sku within the session", minimum=1),
+    }
+
+    def __init__(self, spec) -> None:
+        self.name = spec.name
+        self.min_browses = spec.params["min_browses"]
+
+    def on_session_closed(self, session: Session, browses: dict[str, list[tuple[int, str]]], paid: bool,
+                          gap_ms: int) -> Trigger | None:
+        """browses: sku -> [(t, event_id)] of the session's browses; paid: it had a paid purchase."""
+        if paid:
+            return None
+        candidates = [(-len(hits), -max(t for t, _ in hits), sku) for sku, hits in browses.items()
+                      if len(hits) >= self.min_browses]
+        if not candidates:
+            return None
+        sku = min(candidates)[2]
+        hits = browses[sku]
+        return Trigger.build(self, session.person_id, None, session.end, session.end + gap_ms,
+                             (event_id for _, event_id in hits),
+                             {"sku": sku, "browse_count": len(hits), "session_id": session.session_id})
+
