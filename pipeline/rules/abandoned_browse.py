@@ -14,6 +14,8 @@ end plus the inactivity gap (the moment the session was over).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pipeline.rules.params import Param
 from pipeline.rules.trigger import MARKETING, Trigger
 from pipeline.sessions import Session
@@ -31,18 +33,20 @@ class AbandonedBrowse:
         self.name = spec.name
         self.min_browses = spec.params["min_browses"]
 
-    def on_session_closed(self, session: Session, browses: dict[str, list[tuple[int, str]]], paid: bool,
+    def on_session_closed(self, session: Session, browses: list[tuple[int, str, str]], paid: bool,
                           gap_ms: int) -> Trigger | None:
-        """browses: sku -> [(t, event_id)] of the session's browses; paid: it had a paid purchase."""
-        if paid:
+        """browses: the session's browses with a sku, [(t, event_id, sku)]; paid: it had a paid purchase."""
+        if paid or len(browses) < self.min_browses:
             return None
-        candidates = [(-len(hits), -max(t for t, _ in hits), sku) for sku, hits in browses.items()
-                      if len(hits) >= self.min_browses]
-        if not candidates:
-            return None
-        sku = min(candidates)[2]
-        hits = browses[sku]
-        return Trigger.build(self, session.person_id, None, session.end, session.end + gap_ms,
-                             (event_id for _, event_id in hits),
+        skus = [sku for _, _, sku in browses]
+        if len(skus) - len(set(skus)) < self.min_browses - 1:
+            return None  # the usual case: no sku repeats often enough (a sku seen K times repeats K-1)
+        counts = Counter(skus)
+        top = max(counts.values())
+        if top < self.min_browses:
+            return None  # the usual case: no sku browsed often enough
+        last = {sku: t for t, _, sku in sorted(browses)}
+        sku = min((-n, -last[s], s) for s, n in counts.items() if n == top)[2]
+        hits = [event_id for _, event_id, s in browses if s == sku]
+        return Trigger.build(self, session.person_id, None, session.end, session.end + gap_ms, hits,
                              {"sku": sku, "browse_count": len(hits), "session_id": session.session_id})
-

@@ -50,6 +50,7 @@ class MarketingControls:
         self.complaint_suppression_ms = complaint_suppression_ms
         self.default_zone = ZoneInfo(config.default_timezone)
         self._zones = {store: ZoneInfo(name) for store, name in config.store_timezones.items()}
+        self._offsets: dict[tuple[ZoneInfo, int], int] = {}  # (zone, quarter hour) -> UTC offset ms
 
     def zone(self, store_id: str | None) -> ZoneInfo:
         return self._zones.get(store_id, self.default_zone) if store_id else self.default_zone
@@ -57,14 +58,30 @@ class MarketingControls:
     def local(self, ms: int, store_id: str | None) -> datetime:
         return datetime.fromtimestamp(ms / 1000, self.zone(store_id))
 
+    def local_ms(self, ms: int, store_id: str | None) -> int:
+        """`ms` shifted by the store zone's UTC offset at that instant (epoch ms of local wall time).
+
+        Offsets are cached per zone and quarter hour (UTC offsets change on quarter-hour
+        boundaries), so the controls do not build a datetime per firing."""
+        zone = self.zone(store_id)
+        key = (zone, ms // _QUARTER_HOUR_MS)
+        offset = self._offsets.get(key)
+        if offset is None:
+            if len(self._offsets) > 100_000:
+                self._offsets.clear()
+            delta = datetime.fromtimestamp(ms / 1000, zone).utcoffset()
+            offset = self._offsets[key] = (delta.days * 86_400 + delta.seconds) * 1000
+        return ms + offset
+
     def day(self, ms: int, store_id: str | None) -> int:
-        """The local calendar day of `ms` as an ordinal (the daily cap's key)."""
-        return self.local(ms, store_id).toordinal()
+        """The local calendar day of `ms` (days since 1970-01-01 local): the daily cap's key."""
+        return self.local_ms(ms, store_id) // _DAY_MS
 
     # --- the checks, in order ---------------------------------------------------------------------
 
-    def refusal(self, person: PersonState, trigger: Trigger) -> str | None:
-        """The reason this marketing firing may not be published now, or None (quiet hours aside)."""
+    def refusal(self, person: PersonState, trigger: Trigger, day: int | None = None) -> str | None:
+        """The reason this marketing firing may not be published now, or None (quiet hours aside).
+        day: `self.day(trigger.fired_at, trigger.store_id)` when the caller has it."""
         at = trigger.fired_at
         if person.consent is False:
             return CONSENT
@@ -74,27 +91,32 @@ class MarketingControls:
         if last is not None and abs(at - last) < self.cooldown_ms:
             return COOLDOWN
         if self.daily_cap is not None and person.daily:
-            if person.daily.get(self.day(at, trigger.store_id), 0) >= self.daily_cap:
+            if day is None:
+                day = self.day(at, trigger.store_id)
+            if person.daily.get(day, 0) >= self.daily_cap:
                 return DAILY_CAP
         return None
 
-    def quiet_until(self, ms: int, store_id: str | None) -> int | None:
-        """The window opening (epoch ms) when `ms` falls in quiet hours at the store, else None."""
+    def quiet_until(self, ms: int, store_id: str | None, local_ms: int | None = None) -> int | None:
+        """The window opening (epoch ms) when `ms` falls in quiet hours at the store, else None.
+        local_ms: `self.local_ms(ms, store_id)` when the caller has it."""
         quiet = self.quiet
         if quiet is None:
             return None
-        local = self.local(ms, store_id)
-        minute = local.hour * 60 + local.minute
+        if local_ms is None:
+            local_ms = self.local_ms(ms, store_id)
+        minute = local_ms % _DAY_MS // 60_000
         start, end = quiet.start_minute, quiet.end_minute
         inside = (start <= minute or minute < end) if start > end else (start <= minute < end)
         if not inside:
             return None
+        local = self.local(ms, store_id)
         opening = local.replace(hour=end // 60, minute=end % 60, second=0, microsecond=0)
         if opening <= local:
             opening = datetime.combine(local.date() + timedelta(days=1), opening.timetz())
         return int(opening.timestamp()) * 1000
 
-    def record(self, person: PersonState, trigger: Trigger) -> None:
+    def record(self, person: PersonState, trigger: Trigger, day: int | None = None) -> None:
         """Count a published marketing trigger for cooldown and the daily cap."""
         if person.last_fired is None:
             person.last_fired = {}
@@ -104,7 +126,12 @@ class MarketingControls:
         if self.daily_cap is not None:
             if person.daily is None:
                 person.daily = {}
-            day = self.day(trigger.fired_at, trigger.store_id)
+            if day is None:
+                day = self.day(trigger.fired_at, trigger.store_id)
             person.daily[day] = person.daily.get(day, 0) + 1
             if len(person.daily) > 3:  # only today's (and, late, yesterday's) count can still matter
                 person.daily = {d: n for d, n in person.daily.items() if d >= day - 2}
+
+
+_DAY_MS = 86_400_000
+_QUARTER_HOUR_MS = 900_000

@@ -102,6 +102,7 @@ class RuleEngine:
         self._purchase_rules = [r for r in compiled if hasattr(r, "on_paid_purchase")]
         self._complaint_rules = [r for r in compiled if hasattr(r, "on_complaint")]
         self._session_rules = [r for r in compiled if hasattr(r, "on_session_closed")]
+        self._min_browses = min((r.min_browses for r in self._session_rules), default=0)
         suppress_ms = max((r.suppress_ms for r in self._complaint_rules), default=0)
         self.controls = MarketingControls(self.config.controls, suppress_ms)
         windows = [r.window_ms for r in compiled if hasattr(r, "window_ms") and hasattr(r, "on_arrival")]
@@ -161,9 +162,9 @@ class RuleEngine:
         purchase_rules, complaint_rules = self._purchase_rules, self._complaint_rules
         tier_properties, keep_revenue = self._tier_properties, self._keep_recent_revenue
         wm = self.watermark_ms if self.watermark_ms is not None else -NEVER
-        count = 0
+        if not isinstance(resolved_events, list):
+            resolved_events = list(resolved_events)
         for person_id, event in resolved_events:
-            count += 1
             if merges:
                 caused = merges.pop(event["event_id"], None)
                 if caused:
@@ -198,18 +199,26 @@ class RuleEngine:
                             browsed[sku] = t if last is None or t > last else last
                             if len(browsed) > browse_cap:
                                 del browsed[next(iter(browsed))]
-                    if log_sessions and id(event) not in late:
-                        if person.log is None:
-                            person.log = {}
-                        person.log[event["event_id"]] = (t, sku)
+                    if log_sessions and (not late or id(event) not in late):
+                        log = person.log
+                        if log is None:
+                            log = person.log = {}
+                            person.log_until = t
+                        elif t > person.log_until:
+                            person.log_until = t
+                        log[event["event_id"]] = (t, sku)
             elif kind == "purchase":
                 status = event["status"]
                 if status == "paid":
                     person.note_revenue(t, event["amount_cents"] or 0, keep_revenue)
-                    if log_sessions and id(event) not in late:
-                        if person.log is None:
-                            person.log = {}
-                        person.log[event["event_id"]] = (t, None)
+                    if log_sessions and (not late or id(event) not in late):
+                        log = person.log
+                        if log is None:
+                            log = person.log = {}
+                            person.log_until = t
+                        elif t > person.log_until:
+                            person.log_until = t
+                        log[event["event_id"]] = (t, None)
                     for rule in purchase_rules:
                         self._schedule(person, rule.on_paid_purchase(person_id, event))
                 elif status == "refunded":
@@ -232,7 +241,7 @@ class RuleEngine:
                 wm = t
                 if heap and heap[0][0] <= wm:
                     self._fire_timers(wm, candidates)
-        self.stats["events"] += count
+        self.stats["events"] += len(resolved_events)
         for caused in merges.values():  # merges of events not handed over (e.g. late ones left out)
             self._merge(caused)
         if arrivals and journey.merges:
@@ -255,21 +264,23 @@ class RuleEngine:
         return out
 
     def _arrivals(self, journey: JourneyBatch) -> dict[str, tuple[Visit, Arrival]]:
-        """Arrivals of the batch's visit updates, by their check-in's event id."""
+        """Arrivals of the batch's visit updates to judge, by their check-in's event id: those found
+        now, and those of visits that moved to a merge's survivor in this batch."""
         found: dict[str, tuple[Visit, Arrival]] = {}
         policy, cache = self.journey_policy.visits, self._arrival_cache
+        targets = {merge.to_person for merge in journey.merges} if journey.merges else ()
         for visit in chain(journey.visits_updated, journey.visits_closed):
             cached = cache.get(visit.visit_id)
             checkins = visit.checkins
             # A visit mostly grows at its end: its arrival stays put while the check-ins up to it do.
             if cached is not None and cached[0] < len(checkins) and checkins[cached[0]] is cached[1]:
-                arrival = cached[2]
-            else:
-                arrival = arrival_of(visit, policy)
-                if arrival is not None:
-                    index = next(i for i, c in enumerate(checkins) if c[EVENT_ID] == arrival.event_id)
-                    cache[visit.visit_id] = (index, checkins[index], arrival)
+                if visit.person_id in targets:
+                    found[cached[2].event_id] = (visit, cached[2])
+                continue
+            arrival = arrival_of(visit, policy)
             if arrival is not None:
+                index = next(i for i, c in enumerate(checkins) if c[EVENT_ID] == arrival.event_id)
+                cache[visit.visit_id] = (index, checkins[index], arrival)
                 found[arrival.event_id] = (visit, arrival)
         for visit in journey.visits_closed:
             cache.pop(visit.visit_id, None)
@@ -285,45 +296,45 @@ class RuleEngine:
                 candidates.append((trigger, NEW))
 
     def _on_closed_sessions(self, journey: JourneyBatch, candidates: list[tuple[Trigger, int]]) -> None:
-        """abandoned_browse: the sessions the batch closed."""
-        if self._session_rules and journey.sessions_closed:
-            gap = self.journey_policy.sessions.gap_ms
-            for session in journey.sessions_closed:
-                browses, paid = self._take_session_log(session)
-                if not browses:
-                    continue
-                for rule in self._session_rules:
-                    trigger = rule.on_session_closed(session, browses, paid, gap)
-                    if trigger is not None:
-                        candidates.append((trigger, NEW))
+        """abandoned_browse: the sessions the batch closed, with their browses from the session log."""
+        if not (self._session_rules and journey.sessions_closed):
+            return
+        gap, min_browses = self.journey_policy.sessions.gap_ms, self._min_browses
+        for session in journey.sessions_closed:
+            browses, paid = self._take_session_log(session, min_browses)
+            if len(browses) < min_browses:
+                continue
+            for rule in self._session_rules:
+                trigger = rule.on_session_closed(session, browses, paid, gap)
+                if trigger is not None:
+                    candidates.append((trigger, NEW))
 
-    def _take_session_log(self, session: Session) -> tuple[dict[str, list], bool]:
-        """The closed session's browses by sku and whether it had a paid purchase; forgets them."""
+    def _take_session_log(self, session: Session, min_entries: int) -> tuple[list[tuple[int, str, str]], bool]:
+        """The closed session's browses [(t, event_id, sku)] and whether it had a paid purchase.
+
+        The log holds the person's open sessions: a person's sessions close in the order they end,
+        so everything up to this session's end is this session's (or a leftover, e.g. of a session
+        touching it after a max-length cut) and is forgotten now; what lies after stays."""
         person = self._persons.get(session.person_id)
         log = person.log if person is not None else None
-        browses: dict[str, list[tuple[int, str]]] = {}
-        paid = False
         if not log:
-            return browses, paid
-        # The log holds the person's open sessions only, so this session's entries are among those
-        # up to its end; the id check keeps it exact where sessions touch (a max-length cut).
-        end, ids = session.end, None
-        for event_id, (t, sku) in list(log.items()):
-            if t > end:
-                continue
-            if ids is None:
-                ids = set(session.event_ids)
-            if event_id not in ids:
-                continue
-            del log[event_id]
-            if sku is None:
-                paid = True
-            else:
-                browses.setdefault(sku, []).append((t, event_id))
-        if not log:
-            person.log = None
+            return [], False
+        end = session.end
         self._touch(session.person_id)
-        return browses, paid
+        if person.log_until <= end:  # the usual case: the person's only open session
+            person.log = None
+            if len(log) < min_entries:
+                return [], False  # too few to fire: no need to look at them
+            mine = [(entry[0], eid, entry[1]) for eid, entry in log.items()]
+        else:
+            mine = [(entry[0], eid, entry[1]) for eid, entry in log.items() if entry[0] <= end]
+            person.log = {eid: entry for eid, entry in log.items() if entry[0] > end} or None
+            if len(mine) < min_entries:
+                return [], False
+        ids = set(session.event_ids)
+        mine = [entry for entry in mine if entry[1] in ids]
+        browses = [entry for entry in mine if entry[2] is not None]
+        return browses, len(browses) < len(mine)
 
     # --- timers ----------------------------------------------------------------------------------
 
@@ -437,10 +448,12 @@ class RuleEngine:
         if trigger.kind == SERVICE:
             self._publish(trigger, out)
             return
-        person = self._person(trigger.person_id)
-        reason = self.controls.refusal(person, trigger)
+        person, controls = self._person(trigger.person_id), self.controls
+        local_ms = controls.local_ms(trigger.fired_at, trigger.store_id)
+        day = local_ms // DAY_MS
+        reason = controls.refusal(person, trigger, day)
         if reason is None and not released:
-            opening = self.controls.quiet_until(trigger.fired_at, trigger.store_id)
+            opening = controls.quiet_until(trigger.fired_at, trigger.store_id, local_ms)
             if opening is not None:
                 if self.controls.quiet.mode == "hold":
                     held = trigger.at(opening)
@@ -455,7 +468,7 @@ class RuleEngine:
             by_reason = self.stats["suppressed"].setdefault(trigger.rule, {})
             by_reason[reason] = by_reason.get(reason, 0) + 1
             return
-        self.controls.record(person, trigger)
+        self.controls.record(person, trigger, day)
         self._touch(trigger.person_id)
         self._publish(trigger, out)
 
@@ -531,9 +544,9 @@ class RuleEngine:
         if wm is None:
             return
         today, idle_since = self.controls.day(wm, None), wm - self._idle_ms
-        for person_id, person in list(self._persons.items()):
-            if person.seen >= idle_since or person.seen == SETTLED:
-                continue
+        idle = [(pid, person) for pid, person in self._persons.items()
+                if person.seen < idle_since and person.seen != SETTLED]
+        for person_id, person in idle:
             changed, empty = person.expire(self.horizons, wm, today)
             if empty:
                 del self._persons[person_id]
@@ -598,3 +611,4 @@ class RuleEngine:
         heapq.heapify(engine._heap)
         engine._decided_order.extend(sorted((at, tid) for tid, at in engine._decided.items()))
         return engine
+

@@ -36,13 +36,14 @@ SETTLED = _NEVER + 1  # `seen` of an idle person already expired: nothing left t
 
 
 class PersonState:
-    __slots__ = ("seen", "browsed", "log", "revenue", "recent_paid", "tiers", "consent", "consent_at",
+    __slots__ = ("seen", "browsed", "log", "log_until", "revenue", "recent_paid", "tiers", "consent", "consent_at",
                  "complaint_at", "touches", "last_fired", "daily", "timers")
 
     def __init__(self, seen: int = _NEVER) -> None:
         self.seen = seen  # event time of the person's latest event: idle persons are expired
         self.browsed: dict[str, int] | None = None
         self.log: dict[str, tuple[int, str | None]] | None = None
+        self.log_until = _NEVER  # the latest time in the log (an upper bound once entries left)
         self.revenue = 0
         self.recent_paid: list[tuple[int, int]] | None = None
         self.tiers: list[tuple[int, str]] | None = None
@@ -154,6 +155,7 @@ class PersonState:
             self.note_browse(sku, t, browse_cap)
         if other.log:
             self.log = {**(self.log or {}), **other.log}
+            self.log_until = max(self.log_until, other.log_until)
         self.revenue += other.revenue
         if other.recent_paid:
             self.recent_paid = (self.recent_paid or []) + other.recent_paid
@@ -250,6 +252,7 @@ class PersonState:
             state.browsed = {sku: t for sku, t in plain["browsed"]}
         if "log" in plain:
             state.log = {eid: (t, sku) for eid, t, sku in plain["log"]}
+            state.log_until = max(t for _, t, _ in plain["log"])
         state.revenue = plain.get("revenue", 0)
         if "recent_paid" in plain:
             state.recent_paid = [(t, cents) for t, cents in plain["recent_paid"]]

@@ -16,7 +16,7 @@ opening for a firing held over quiet hours). The agent adds the wall-clock `publ
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any, Iterable
 
@@ -75,10 +75,15 @@ class Trigger:
 
     def for_person(self, person_id: str) -> Trigger:
         """The same firing after an identity merge moved its person."""
-        return replace(self, person_id=person_id, member_id=member_of(person_id) or self.member_id)
+        return Trigger(self.trigger_id, self.rule, self.rule_type, self.kind, person_id,
+                       member_of(person_id) or self.member_id, self.store_id, self.event_time, self.fired_at,
+                       self.cause_event_ids, self.payload, self.payload_record)
 
     def at(self, fired_at: int) -> Trigger:
-        return replace(self, fired_at=fired_at)
+        """The same firing at another time (a held firing released at the window opening)."""
+        return Trigger(self.trigger_id, self.rule, self.rule_type, self.kind, self.person_id, self.member_id,
+                       self.store_id, self.event_time, fired_at, self.cause_event_ids, self.payload,
+                       self.payload_record)
 
     @property
     def is_marketing(self) -> bool:
