@@ -54,13 +54,14 @@ from pipeline.rules.controls import MarketingControls
 from pipeline.rules.state import SETTLED, Horizons, PersonState
 from pipeline.rules.trigger import QUIET_HOURS, SERVICE, Held, RuleOutput, Suppressed, Trigger, trigger_id
 from pipeline.sessions import Session
-from pipeline.visits import EVENT_ID, Visit
+from pipeline.visits import Visit
 
 NEVER = 1 << 62
 SWEEP_EVERY_MS = 6 * 3_600_000
 DAY_MS = 86_400_000
 DECIDED_HORIZON_MS = 2 * DAY_MS
 SHARE_INVITE, HELD = "share_invite", "held"
+LOG_COMPACT_AT = 64  # session log entries of a person before entries of closed sessions are dropped
 # A marketing candidate of the batch: a new firing, a share invite come due, or a held firing released.
 NEW, DUE, RELEASED = 0, 1, 2
 
@@ -103,6 +104,7 @@ class RuleEngine:
         self._complaint_rules = [r for r in compiled if hasattr(r, "on_complaint")]
         self._session_rules = [r for r in compiled if hasattr(r, "on_session_closed")]
         self._min_browses = min((r.min_browses for r in self._session_rules), default=0)
+        self._log_span_ms = journey.sessions.max_length_ms + journey.sessions.gap_ms + journey.allowed_lateness_ms
         suppress_ms = max((r.suppress_ms for r in self._complaint_rules), default=0)
         self.controls = MarketingControls(self.config.controls, suppress_ms)
         windows = [r.window_ms for r in compiled if hasattr(r, "window_ms") and hasattr(r, "on_arrival")]
@@ -130,8 +132,7 @@ class RuleEngine:
         self._decided: dict[str, int] = {}            # trigger id -> fired_at
         self._decided_order: deque[tuple[int, str]] = deque()  # (fired_at, id), about in time order
         self._merged_into: dict[str, str] = {}        # this batch's merges: a firing follows its person
-        # visit id -> (index of its arrival check-in, that check-in, Arrival): a cache, not state
-        self._arrival_cache: dict[str, tuple[int, tuple, Arrival]] = {}
+        self._arrived: dict[str, Arrival] = {}        # open visit id -> its arrival, once found
         self._dirty_persons: set[str] = set()
         self._dirty_timers: set[str] = set()
         self._dirty_decided: set[str] = set()
@@ -187,7 +188,13 @@ class RuleEngine:
                         if value is not None:
                             person.note_tier(t, value)
             kind = event["event_type"]
-            if kind == "browse":
+            if kind == "wifi_checkin":  # the most frequent, then browse
+                if arrivals and event["event_id"] in arrivals:
+                    # Judged here, at the arrival's place in the stream: facts as they were then.
+                    visit, arrival = arrivals[event["event_id"]]
+                    self._judge_arrival(person_id, person, visit, arrival, candidates)
+                    judged_as[arrival.event_id] = person_id
+            elif kind == "browse":
                 sku = event["sku"]
                 if sku:
                     if browse_cap:  # PersonState.note_browse, inlined: the most frequent event
@@ -207,6 +214,8 @@ class RuleEngine:
                         elif t > person.log_until:
                             person.log_until = t
                         log[event["event_id"]] = (t, sku)
+                        if len(log) > LOG_COMPACT_AT:
+                            self._compact_log(person)
             elif kind == "purchase":
                 status = event["status"]
                 if status == "paid":
@@ -223,12 +232,6 @@ class RuleEngine:
                         self._schedule(person, rule.on_paid_purchase(person_id, event))
                 elif status == "refunded":
                     person.note_revenue(t, -(event["amount_cents"] or 0), keep_revenue)
-            elif kind == "wifi_checkin":
-                if arrivals and event["event_id"] in arrivals:
-                    # Judged here, at the arrival's place in the stream: facts as they were then.
-                    visit, arrival = arrivals[event["event_id"]]
-                    self._judge_arrival(person_id, person, visit, arrival, candidates)
-                    judged_as[arrival.event_id] = person_id
             elif kind == "share":
                 person.note_touch(t)
             elif kind == "complaint":
@@ -265,27 +268,26 @@ class RuleEngine:
 
     def _arrivals(self, journey: JourneyBatch) -> dict[str, tuple[Visit, Arrival]]:
         """Arrivals of the batch's visit updates to judge, by their check-in's event id: those found
-        now, and those of visits that moved to a merge's survivor in this batch."""
+        now, and those of visits that moved to a merge's survivor in this batch. A visit has one
+        arrival, the first one found: a late check-in re-cutting the visit later does not make a
+        second one (a split-off visit, with its own id, has its own)."""
         found: dict[str, tuple[Visit, Arrival]] = {}
-        policy, cache = self.journey_policy.visits, self._arrival_cache
+        policy, arrived = self.journey_policy.visits, self._arrived
         targets = {merge.to_person for merge in journey.merges} if journey.merges else ()
         for visit in chain(journey.visits_updated, journey.visits_closed):
-            cached = cache.get(visit.visit_id)
-            checkins = visit.checkins
-            # A visit mostly grows at its end: its arrival stays put while the check-ins up to it do.
-            if cached is not None and cached[0] < len(checkins) and checkins[cached[0]] is cached[1]:
-                if visit.person_id in targets:
-                    found[cached[2].event_id] = (visit, cached[2])
+            arrival = arrived.get(visit.visit_id)
+            if arrival is not None:
+                if targets and visit.person_id in targets:
+                    found[arrival.event_id] = (visit, arrival)
                 continue
             arrival = arrival_of(visit, policy)
             if arrival is not None:
-                index = next(i for i, c in enumerate(checkins) if c[EVENT_ID] == arrival.event_id)
-                cache[visit.visit_id] = (index, checkins[index], arrival)
+                arrived[visit.visit_id] = arrival
                 found[arrival.event_id] = (visit, arrival)
         for visit in journey.visits_closed:
-            cache.pop(visit.visit_id, None)
+            arrived.pop(visit.visit_id, None)
         for absorbed, _ in journey.visits_absorbed:
-            cache.pop(absorbed, None)
+            arrived.pop(absorbed, None)
         return found
 
     def _judge_arrival(self, person_id: str, person: PersonState, visit: Visit, arrival: Arrival,
@@ -301,6 +303,8 @@ class RuleEngine:
             return
         gap, min_browses = self.journey_policy.sessions.gap_ms, self._min_browses
         for session in journey.sessions_closed:
+            if session.counts.get("browse", 0) < min_browses:
+                continue  # cannot fire; its log entries go with a later session or by compaction
             browses, paid = self._take_session_log(session, min_browses)
             if len(browses) < min_browses:
                 continue
@@ -310,31 +314,37 @@ class RuleEngine:
                     candidates.append((trigger, NEW))
 
     def _take_session_log(self, session: Session, min_entries: int) -> tuple[list[tuple[int, str, str]], bool]:
-        """The closed session's browses [(t, event_id, sku)] and whether it had a paid purchase.
+        """The closed session's browses [(t, event_id, sku)] and whether it had a paid purchase, or
+        ([], _) when no sku of it can reach `min_entries` browses.
 
-        The log holds the person's open sessions: a person's sessions close in the order they end,
-        so everything up to this session's end is this session's (or a leftover, e.g. of a session
-        touching it after a max-length cut) and is forgotten now; what lies after stays."""
+        The log holds the person's open sessions and what sessions that could not fire left behind.
+        A person's sessions close in the order they end, so entries up to this session's end are
+        this session's (in its span) or leftovers (before it): all are forgotten now; later ones
+        stay. The id check keeps it exact where two sessions touch (a max-length cut)."""
         person = self._persons.get(session.person_id)
         log = person.log if person is not None else None
         if not log:
             return [], False
-        end = session.end
+        start, end = session.start, session.end
         self._touch(session.person_id)
-        if person.log_until <= end:  # the usual case: the person's only open session
+        if person.log_until <= end:  # the usual case: no other open session
             person.log = None
-            if len(log) < min_entries:
-                return [], False  # too few to fire: no need to look at them
-            mine = [(entry[0], eid, entry[1]) for eid, entry in log.items()]
         else:
-            mine = [(entry[0], eid, entry[1]) for eid, entry in log.items() if entry[0] <= end]
-            person.log = {eid: entry for eid, entry in log.items() if entry[0] > end} or None
-            if len(mine) < min_entries:
-                return [], False
+            person.log = {eid: entry for eid, entry in log.items() if entry[0] > end}
+        mine = [(entry[0], eid, entry[1]) for eid, entry in log.items() if start <= entry[0] <= end]
+        if len(mine) < min_entries:
+            return [], False
+        skus = [entry[2] for entry in mine]
+        if None in skus or len(skus) - len(set(skus)) < min_entries - 1:
+            return [], True  # bought, or no sku repeats often enough (K times = K-1 repeats): the usual case
         ids = set(session.event_ids)
-        mine = [entry for entry in mine if entry[1] in ids]
-        browses = [entry for entry in mine if entry[2] is not None]
-        return browses, len(browses) < len(mine)
+        return [entry for entry in mine if entry[1] in ids], False
+
+    def _compact_log(self, person: PersonState) -> None:
+        """Drop log entries too old to be in an open session (closed sessions that could not fire
+        leave theirs behind): older than the newest entry by the longest session plus lateness."""
+        low = person.log_until - self._log_span_ms
+        person.log = {eid: entry for eid, entry in person.log.items() if entry[0] >= low}
 
     # --- timers ----------------------------------------------------------------------------------
 
