@@ -11,23 +11,25 @@ publish, suppressed firings with their reason, firings held over quiet hours.
 
 Where each rule fires (one module per type, each with a worked example):
 
-    rule type              fires on                                   in
-    complaint_recovery     a complaint event                          on_batch, per event
-    share_invite           a paid purchase starts a timer; it fires   on_batch / advance: _fire_timers
-                           when the watermark reaches the due time
-    browse_then_visit,     a visit's arrival (arrival.py), from the   on_batch, after the events
-      vip_arrival          batch's visit updates
-    abandoned_browse       a session closed in the batch              on_batch, after the events
-    store_complaint_spike, a result row of their ClickHouse query     on_aggregate
+    rule type              fires on                                    where in this module
+    complaint_recovery     a complaint event                           on_batch, per event
+    share_invite           a paid purchase sets a timer; it fires when _schedule, then _fire_timers
+                           the watermark reaches the due time
+    browse_then_visit,     a visit's arrival (arrival.py), judged at   _arrivals, then on_batch at
+      vip_arrival          the arrival check-in's place in the stream  the check-in (_judge_arrival)
+    abandoned_browse       a session the batch closed                  _on_closed_sessions
+    store_complaint_spike, a result row of their ClickHouse query      on_aggregate
       lapsed_member
 
-Order within a batch: for each event, identity merges it caused are applied first (so per-person
-state follows the person), then its facts are recorded (browse, revenue, consent, complaint...),
-then timers due at the new watermark fire. Complaint alerts are published as they come. The
-marketing firings of the batch are decided at its end by fired_at (ties: the cause's time, then
-the order they arose in) through the controls (controls.py). Each firing is decided once: its trigger id is remembered for
-DECIDED_HORIZON_MS of event time, so a duplicate cause event, a re-evaluated visit or a replay
-after a restart does not fire again (push services deduplicate on the id beyond that).
+Order: for each event, the identity merges it caused are applied first (per-person state follows
+the person), then its facts are recorded (browse, revenue, consent, complaint, ...), an arrival
+at this check-in is judged with the facts of that moment, and timers due at the new watermark
+fire. Complaint alerts are published as they come. The batch's marketing firings are decided at
+its end, by fired_at (ties: the cause's time, then the order they arose in), through the controls
+(controls.py): with in-order input the decisions do not depend on how the input was batched.
+Each firing is decided once: its trigger id is remembered for DECIDED_HORIZON_MS of event time,
+so a duplicate cause event, a re-reported visit or a replay after a restart does not fire again
+(push services deduplicate on the id beyond that).
 
 Watermark: the largest event time seen, raised by `advance`. Timers (share_invite, held
 firings) are engine state with their due time, in `snapshot()` and the changelog: a restart
@@ -35,24 +37,27 @@ restores them and they fire once, at the same due time, with the same id.
 
 State: `snapshot()` / `restore()` give and take plain JSON-safe data; `drain_changes()` returns the
 (key, value) pairs changed since the last call (None = deleted) for a compacted changelog:
-"wm", "sweep", "p:<person_id>" (PersonState), "t:<timer_id>" (pending timer), "d:<trigger_id>"
-(a decided firing's fired_at). Memory follows activity: once per SWEEP_EVERY_MS of event time,
-facts no rule can read any more are dropped (state.py).
+"wm", "sweep", "p:<person_id>" (PersonState.to_plain), "t:<timer_id>" (pending timer),
+"d:<trigger_id>" (a decided firing's fired_at). A person is not re-written for a change that only
+moves its last-seen time or re-confirms a granted consent (most Wi-Fi check-ins): after a restart
+those may be older, which can only make expiry come sooner and a late refusal win. Memory follows
+activity: collections per person are capped, and once per SWEEP_EVERY_MS of event time persons
+idle longer than any rule looks back are expired (state.py).
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
-from itertools import chain, count
+from itertools import count
 from typing import Any, Iterable
 
 from pipeline.journey import JourneyBatch, JourneyPolicy
 from pipeline.rules.arrival import Arrival, arrival_of
 from pipeline.rules.config import RulesConfig, load_rules
 from pipeline.rules.controls import MarketingControls
-from pipeline.rules.state import SETTLED, Horizons, PersonState
-from pipeline.rules.trigger import QUIET_HOURS, SERVICE, Held, RuleOutput, Suppressed, Trigger, trigger_id
+from pipeline.rules.state import SETTLED, Horizons, PersonState, keep_log_entries
+from pipeline.rules.trigger import QUIET_HOURS, SERVICE, Held, RuleOutput, Suppressed, Trigger
 from pipeline.sessions import Session
 from pipeline.visits import Visit
 
@@ -99,18 +104,16 @@ class RuleEngine:
         compiled = [spec.compile() for spec in self.config.enabled()]
         self.rules: dict[str, Any] = {rule.name: rule for rule in compiled}
         self._arrival_rules = [r for r in compiled if hasattr(r, "on_arrival")]
-        self._arrival_names = [r.name for r in self._arrival_rules]
         self._purchase_rules = [r for r in compiled if hasattr(r, "on_paid_purchase")]
         self._complaint_rules = [r for r in compiled if hasattr(r, "on_complaint")]
         self._session_rules = [r for r in compiled if hasattr(r, "on_session_closed")]
         self._min_browses = min((r.min_browses for r in self._session_rules), default=0)
-        self._log_span_ms = journey.sessions.max_length_ms + journey.sessions.gap_ms + journey.allowed_lateness_ms
         suppress_ms = max((r.suppress_ms for r in self._complaint_rules), default=0)
         self.controls = MarketingControls(self.config.controls, suppress_ms)
         windows = [r.window_ms for r in compiled if hasattr(r, "window_ms") and hasattr(r, "on_arrival")]
-        # Twice the payload's cap: room for skus browsed after the arrival, which the window excludes.
-        self._browse_cap = 2 * max((r.max_skus for r in compiled if hasattr(r, "max_skus")), default=0)
-        self._tier_properties = tuple({r.tier_property for r in compiled if getattr(r, "tier_property", None)})
+        # Browses kept per person: four per payload sku, room for repeats of one sku.
+        self._browse_cap = 4 * max((r.max_skus for r in compiled if hasattr(r, "max_skus")), default=0)
+        self._tier_properties = tuple(sorted({r.tier_property for r in compiled if getattr(r, "tier_property", None)}))
         self._keep_recent_revenue = any(hasattr(r, "min_revenue") for r in compiled)
         sessions = journey.sessions
         lateness = journey.allowed_lateness_ms
@@ -170,15 +173,29 @@ class RuleEngine:
                 caused = merges.pop(event["event_id"], None)
                 if caused:
                     self._merge(caused)
+            t = event["occurred_at"]
+            kind = event["event_type"]
+            consent = event["consent_marketing"]
+            if kind == "wifi_checkin" and consent is None and not event["properties"]:
+                # A gateway's check-in: nothing to remember about the person (most are passers-by).
+                if arrivals and event["event_id"] in arrivals:
+                    visit, arrival = arrivals[event["event_id"]]
+                    self._judge_arrival(person_id, self._person(person_id), visit, arrival, candidates)
+                    judged_as[arrival.event_id] = person_id
+                if t > wm:
+                    wm = t
+                    if heap and heap[0][0] <= wm:
+                        self._fire_timers(wm, candidates)
+                continue
             person = persons.get(person_id)
             if person is None:
                 person = persons[person_id] = PersonState()
-            if dirty is not None:
-                dirty.add(person_id)
-            t = event["occurred_at"]
             person.seen = t
-            consent = event["consent_marketing"]
+            # The changelog leaves out changes that only move `seen` or re-confirm a granted consent.
+            changed = kind != "wifi_checkin"
             if consent is not None and t >= person.consent_at:
+                if consent is not person.consent or consent is False:
+                    changed = True
                 person.consent, person.consent_at = consent, t
             if tier_properties:
                 properties = event["properties"]
@@ -187,7 +204,7 @@ class RuleEngine:
                         value = properties.get(name)
                         if value is not None:
                             person.note_tier(t, value)
-            kind = event["event_type"]
+                            changed = True
             if kind == "wifi_checkin":  # the most frequent, then browse
                 if arrivals and event["event_id"] in arrivals:
                     # Judged here, at the arrival's place in the stream: facts as they were then.
@@ -200,22 +217,25 @@ class RuleEngine:
                     if browse_cap:  # PersonState.note_browse, inlined: the most frequent event
                         browsed = person.browsed
                         if browsed is None:
-                            person.browsed = {sku: t}
+                            person.browsed = [t, sku]
                         else:
-                            last = browsed.pop(sku, None)
-                            browsed[sku] = t if last is None or t > last else last
-                            if len(browsed) > browse_cap:
-                                del browsed[next(iter(browsed))]
+                            browsed.append(t)
+                            browsed.append(sku)
+                            if len(browsed) > 4 * browse_cap:
+                                del browsed[:-2 * browse_cap]
                     if log_sessions and (not late or id(event) not in late):
                         log = person.log
                         if log is None:
-                            log = person.log = {}
+                            person.log = [t, event["event_id"], sku]
                             person.log_until = t
-                        elif t > person.log_until:
-                            person.log_until = t
-                        log[event["event_id"]] = (t, sku)
-                        if len(log) > LOG_COMPACT_AT:
-                            self._compact_log(person)
+                        else:
+                            log.append(t)
+                            log.append(event["event_id"])
+                            log.append(sku)
+                            if t > person.log_until:
+                                person.log_until = t
+                            if len(log) % (3 * LOG_COMPACT_AT) == 0:
+                                self._compact_log(person)  # at each 64th entry: linear in a long session
             elif kind == "purchase":
                 status = event["status"]
                 if status == "paid":
@@ -223,11 +243,12 @@ class RuleEngine:
                     if log_sessions and (not late or id(event) not in late):
                         log = person.log
                         if log is None:
-                            log = person.log = {}
+                            person.log = [t, event["event_id"], None]
                             person.log_until = t
-                        elif t > person.log_until:
-                            person.log_until = t
-                        log[event["event_id"]] = (t, None)
+                        else:
+                            log += (t, event["event_id"], None)
+                            if t > person.log_until:
+                                person.log_until = t
                     for rule in purchase_rules:
                         self._schedule(person, rule.on_paid_purchase(person_id, event))
                 elif status == "refunded":
@@ -240,6 +261,8 @@ class RuleEngine:
                     person.complaint_at = t
                 for rule in complaint_rules:
                     self._decide_cause(rule.on_complaint(person_id, event), out)
+            if changed and dirty is not None:
+                dirty.add(person_id)
             if t > wm:
                 wm = t
                 if heap and heap[0][0] <= wm:
@@ -274,18 +297,19 @@ class RuleEngine:
         found: dict[str, tuple[Visit, Arrival]] = {}
         policy, arrived = self.journey_policy.visits, self._arrived
         targets = {merge.to_person for merge in journey.merges} if journey.merges else ()
-        for visit in chain(journey.visits_updated, journey.visits_closed):
-            arrival = arrived.get(visit.visit_id)
-            if arrival is not None:
-                if targets and visit.person_id in targets:
+        for visits, still_open in ((journey.visits_updated, True), (journey.visits_closed, False)):
+            lookup = arrived.get if still_open else arrived.pop  # a closed visit is forgotten here
+            for visit in visits:
+                arrival = lookup(visit.visit_id, None)
+                if arrival is not None:
+                    if targets and visit.person_id in targets:
+                        found[arrival.event_id] = (visit, arrival)
+                    continue
+                arrival = arrival_of(visit, policy)
+                if arrival is not None:
+                    if still_open:
+                        arrived[visit.visit_id] = arrival
                     found[arrival.event_id] = (visit, arrival)
-                continue
-            arrival = arrival_of(visit, policy)
-            if arrival is not None:
-                arrived[visit.visit_id] = arrival
-                found[arrival.event_id] = (visit, arrival)
-        for visit in journey.visits_closed:
-            arrived.pop(visit.visit_id, None)
         for absorbed, _ in journey.visits_absorbed:
             arrived.pop(absorbed, None)
         return found
@@ -303,7 +327,7 @@ class RuleEngine:
             return
         gap, min_browses = self.journey_policy.sessions.gap_ms, self._min_browses
         for session in journey.sessions_closed:
-            if session.counts.get("browse", 0) < min_browses:
+            if _browse_count(session) < min_browses:
                 continue  # cannot fire; its log entries go with a later session or by compaction
             browses, paid = self._take_session_log(session, min_browses)
             if len(browses) < min_browses:
@@ -330,8 +354,8 @@ class RuleEngine:
         if person.log_until <= end:  # the usual case: no other open session
             person.log = None
         else:
-            person.log = {eid: entry for eid, entry in log.items() if entry[0] > end}
-        mine = [(entry[0], eid, entry[1]) for eid, entry in log.items() if start <= entry[0] <= end]
+            person.log = keep_log_entries(log, lambda t: t > end) or None
+        mine = [(log[i], log[i + 1], log[i + 2]) for i in range(0, len(log), 3) if start <= log[i] <= end]
         if len(mine) < min_entries:
             return [], False
         skus = [entry[2] for entry in mine]
@@ -343,8 +367,8 @@ class RuleEngine:
     def _compact_log(self, person: PersonState) -> None:
         """Drop log entries too old to be in an open session (closed sessions that could not fire
         leave theirs behind): older than the newest entry by the longest session plus lateness."""
-        low = person.log_until - self._log_span_ms
-        person.log = {eid: entry for eid, entry in person.log.items() if entry[0] >= low}
+        low = person.log_until - self.horizons.log_ms
+        person.log = keep_log_entries(person.log, lambda t: t >= low)
 
     # --- timers ----------------------------------------------------------------------------------
 
@@ -576,15 +600,16 @@ class RuleEngine:
     # --- state ---------------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """All state as {changelog key: plain value}; JSON-safe."""
+        """All state as {changelog key: plain value}; JSON-safe, independent of the live state."""
         state: dict[str, Any] = {"wm": self.watermark_ms, "sweep": self._next_sweep}
-        state.update(("p:" + pid, person.to_plain()) for pid, person in self._persons.items())
+        state.update(("p:" + pid, person.to_plain(copy=True)) for pid, person in self._persons.items())
         state.update(("t:" + tid, timer.to_plain()) for tid, timer in self._timers.items())
         state.update(("d:" + tid, fired_at) for tid, fired_at in self._decided.items())
         return state
 
     def drain_changes(self) -> list[tuple[str, Any]]:
-        """(key, plain value or None) changed since the last call: one changelog flush."""
+        """(key, plain value or None) changed since the last call: one changelog flush. Values share
+        lists with the live state (no copies on the hot path): encode them before the next batch."""
         if not self.track_changes:
             raise RuntimeError("drain_changes() needs RuleEngine(track_changes=True); "
                                "use snapshot() for a one-off copy of the state")
@@ -622,3 +647,8 @@ class RuleEngine:
         engine._decided_order.extend(sorted((at, tid) for tid, at in engine._decided.items()))
         return engine
 
+
+def _browse_count(session: Session) -> int:
+    """Browse events in the session (its counter when it has one, else its counts)."""
+    count = getattr(session, "n_browse", None)
+    return count if count is not None else session.counts.get("browse", 0)

@@ -3,22 +3,23 @@
 One `PersonState` per person id, holding the facts every rule reads (so several rule instances of
 one type share them) and the controls' bookkeeping:
 
-    browsed      sku -> last browse time           browse_then_visit (most recent first, capped)
-    log          event_id -> (t, sku | None)       abandoned_browse: browses with a sku and paid
+    browsed      [t, sku, t, sku, ...] recent      browse_then_visit (the latest browses, capped)
+    log          [t, event_id, sku | None, ...]    abandoned_browse: browses with a sku and paid
                                                    purchases (sku None) of open sessions
     revenue      lifetime paid revenue (cents)     vip_arrival (paid adds, refunded subtracts)
-    recent_paid  [(t, cents)] of recent changes    vip_arrival: revenue as of an arrival's time
-    tiers        [(t, tier)] latest few            vip_arrival: tier as of an arrival's time
+    recent_paid  [[t, cents]] of recent changes    vip_arrival: revenue as of an arrival's time
+    tiers        [[t, tier]] latest few            vip_arrival: tier as of an arrival's time
     consent      latest consent_marketing, time    controls: consent
     complaint_at latest complaint time             controls: complaint suppression
     touches      recent share / complaint times    share_invite: "neither shared nor complained since"
     last_fired   rule -> fired_at of last publish  controls: cooldown
-    daily        local day ordinal -> count        controls: daily cap
+    daily        local day number -> count         controls: daily cap
     timers       ids of pending timers             so they follow a person merge
 
 A person merge (`absorb`) combines two states as if one person had seen both streams. Memory is
-bounded two ways: every collection of an active person is capped (browsed skus, touches, tiers,
-recent revenue, days; the session log empties as sessions close), and once a person has been idle
+bounded two ways: every collection of an active person is capped (browses, touches, tiers, recent
+revenue, days; the session log empties as sessions close and drops what closed sessions left behind
+once it holds 64 entries), and once a person has been idle
 longer than any rule looks back, `expire` drops all but the facts that must outlive activity:
 lifetime revenue, tier and a refused consent.
 """
@@ -26,6 +27,7 @@ lifetime revenue, tier and a refused consent.
 from __future__ import annotations
 
 import bisect
+from copy import deepcopy
 from typing import Any
 
 _NEVER = -(1 << 62)
@@ -41,12 +43,12 @@ class PersonState:
 
     def __init__(self, seen: int = _NEVER) -> None:
         self.seen = seen  # event time of the person's latest event: idle persons are expired
-        self.browsed: dict[str, int] | None = None
-        self.log: dict[str, tuple[int, str | None]] | None = None
+        self.browsed: list | None = None  # flat [t, sku, ...] in arrival order: one list, no tuples
+        self.log: list | None = None  # flat [t, event_id, sku, ...] in arrival order: one list, no tuples
         self.log_until = _NEVER  # the latest time in the log (an upper bound once entries left)
         self.revenue = 0
-        self.recent_paid: list[tuple[int, int]] | None = None
-        self.tiers: list[tuple[int, str]] | None = None
+        self.recent_paid: list[list[int]] | None = None  # [[t, cents], ...]: lists, JSON-shaped
+        self.tiers: list[list] | None = None              # [[t, tier], ...] sorted
         self.consent: bool | None = None
         self.consent_at = _NEVER
         self.complaint_at = _NEVER
@@ -58,22 +60,23 @@ class PersonState:
     # --- facts ---------------------------------------------------------------------------------
 
     def note_browse(self, sku: str, t: int, cap: int) -> None:
+        """Remember a browse: the latest `cap` to 2 x `cap` browses are kept (trimmed in steps)."""
         browsed = self.browsed
         if browsed is None:
-            self.browsed = {sku: t}
+            self.browsed = [t, sku]
             return
-        last = browsed.pop(sku, None)
-        # Re-inserted at the end: insertion order approximates recency, so eviction is O(1).
-        browsed[sku] = t if last is None or t > last else last
-        if len(browsed) > cap:
-            del browsed[next(iter(browsed))]
+        browsed.append(t)
+        browsed.append(sku)
+        if len(browsed) > 4 * cap:
+            del browsed[:-2 * cap]
 
     def skus_browsed(self, low: int, high: int, limit: int) -> list[str]:
-        """Distinct skus last browsed in [low, high], most recent first (ties by sku), at most `limit`."""
-        if not self.browsed:
+        """Distinct skus browsed in [low, high], most recent first (ties by sku), at most `limit`."""
+        browsed = self.browsed
+        if not browsed:
             return []
-        hits = sorted(((-t, sku) for sku, t in self.browsed.items() if low <= t <= high))
-        return [sku for _, sku in hits[:limit]]
+        hits = sorted((-browsed[i], browsed[i + 1]) for i in range(0, len(browsed), 2) if low <= browsed[i] <= high)
+        return list(dict.fromkeys(sku for _, sku in hits))[:limit]
 
     def note_revenue(self, t: int, cents: int, keep_recent: bool) -> None:
         """A paid purchase (cents > 0) or a refund (cents < 0); lifetime revenue never goes below 0."""
@@ -81,11 +84,11 @@ class PersonState:
         self.revenue += cents
         if keep_recent and cents:
             if self.recent_paid is None:
-                self.recent_paid = [(t, cents)]
+                self.recent_paid = [[t, cents]]
             else:
-                self.recent_paid.append((t, cents))
+                self.recent_paid.append([t, cents])
                 if len(self.recent_paid) > RECENT_PAID_KEPT:
-                    del self.recent_paid[0]  # folded into the lifetime total for good
+                    del self.recent_paid[:-RECENT_PAID_KEPT]  # folded into the lifetime total for good
 
     def revenue_at(self, t: int) -> int:
         """Lifetime revenue as it was at event time t (changes older than the expiry horizon count)."""
@@ -96,12 +99,12 @@ class PersonState:
         """Keeps tier *changes* only (most events of a member repeat its tier), the latest few."""
         tiers = self.tiers
         if tiers is None:
-            self.tiers = [(t, tier)]
+            self.tiers = [[t, tier]]
             return
-        i = bisect.bisect_right(tiers, (t, "\U0010ffff"))
+        i = bisect.bisect_right(tiers, [t, "\U0010ffff"])
         if i and tiers[i - 1][1] == tier:
             return  # already in effect at t
-        tiers.insert(i, (t, tier))
+        tiers.insert(i, [t, tier])
         if i + 1 < len(tiers) and tiers[i + 1][1] == tier:
             del tiers[i + 1]  # the same tier, now known from earlier
         if len(tiers) > TIERS_KEPT:
@@ -115,7 +118,7 @@ class PersonState:
         """The latest tier property sent at or before event time t."""
         if not self.tiers:
             return None
-        i = bisect.bisect_right(self.tiers, (t, "\U0010ffff"))
+        i = bisect.bisect_right(self.tiers, [t, "\U0010ffff"])
         return self.tiers[i - 1][1] if i else None
 
     def note_touch(self, t: int) -> None:
@@ -151,14 +154,16 @@ class PersonState:
     def absorb(self, other: PersonState, browse_cap: int) -> None:
         """Fold `other` (a person merged into this one) in, as if one person had both histories."""
         self.seen = max(self.seen, other.seen)
-        for sku, t in sorted((other.browsed or {}).items(), key=lambda item: item[1]):
-            self.note_browse(sku, t, browse_cap)
+        if other.browsed:
+            merged = sorted(zip(other.browsed[::2] + (self.browsed or [])[::2],
+                                other.browsed[1::2] + (self.browsed or [])[1::2]))[-2 * browse_cap:]
+            self.browsed = [value for entry in merged for value in entry]
         if other.log:
-            self.log = {**(self.log or {}), **other.log}
+            self.log = (self.log or []) + other.log
             self.log_until = max(self.log_until, other.log_until)
         self.revenue += other.revenue
         if other.recent_paid:
-            self.recent_paid = (self.recent_paid or []) + other.recent_paid
+            self.recent_paid = sorted((self.recent_paid or []) + other.recent_paid)[-RECENT_PAID_KEPT:]
         for t, tier in other.tiers or ():
             self.note_tier(t, tier)
         if other.consent_at > self.consent_at:
@@ -183,17 +188,18 @@ class PersonState:
         changed = False
         if self.browsed:
             low = watermark - horizons.browse_ms
-            if any(t < low for t in self.browsed.values()):
-                self.browsed = {sku: t for sku, t in self.browsed.items() if t >= low} or None
+            if min(self.browsed[::2]) < low:
+                kept = [(t, sku) for t, sku in zip(self.browsed[::2], self.browsed[1::2]) if t >= low]
+                self.browsed = [value for entry in kept for value in entry] or None
                 changed = True
         if self.log:
             low = watermark - horizons.log_ms
-            if any(v[0] < low for v in self.log.values()):
-                self.log = {eid: v for eid, v in self.log.items() if v[0] >= low} or None
+            if min(self.log[::3]) < low:
+                self.log = keep_log_entries(self.log, lambda t: t >= low) or None
                 changed = True
         if self.recent_paid and self.recent_paid[0][0] < watermark - horizons.log_ms:
             low = watermark - horizons.log_ms
-            self.recent_paid = [(t, cents) for t, cents in self.recent_paid if t >= low] or None
+            self.recent_paid = [entry for entry in self.recent_paid if entry[0] >= low] or None
             changed = True
         if self.touches and self.touches[-1] < watermark - horizons.touch_ms:
             self.touches, changed = None, True
@@ -219,57 +225,50 @@ class PersonState:
 
     # --- plain data ---------------------------------------------------------------------------------
 
-    def to_plain(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seen": self.seen}
-        if self.browsed:
-            out["browsed"] = [[sku, t] for sku, t in self.browsed.items()]
-        if self.log:
-            out["log"] = [[eid, t, sku] for eid, (t, sku) in self.log.items()]
-        if self.revenue:
-            out["revenue"] = self.revenue
-        if self.recent_paid:
-            out["recent_paid"] = [list(entry) for entry in self.recent_paid]
-        if self.tiers:
-            out["tiers"] = [list(entry) for entry in self.tiers]
-        if self.consent is not None:
-            out["consent"] = [self.consent, self.consent_at]
-        if self.complaint_at != _NEVER:
-            out["complaint_at"] = self.complaint_at
-        if self.touches:
-            out["touches"] = list(self.touches)
-        if self.last_fired:
-            out["last_fired"] = dict(self.last_fired)
-        if self.daily:
-            out["daily"] = [[day, n] for day, n in self.daily.items()]
-        if self.timers:
-            out["timers"] = list(self.timers)
-        return out
+    def to_plain(self, copy: bool = False) -> list[Any]:
+        """JSON-safe positional form (PLAIN_FIELDS order; None for empty). Without `copy` it shares
+        lists with the live state, as a changelog flush needs it: encode it before the next batch."""
+        daily = [x for day, n in self.daily.items() for x in (day, n)] if self.daily else None
+        plain = [PLAIN_VERSION, self.seen, self.browsed, self.log, self.revenue, self.recent_paid, self.tiers,
+                 self.consent, self.consent_at, self.complaint_at, self.touches, self.last_fired, daily, self.timers]
+        if copy:
+            plain = [deepcopy(value) if isinstance(value, (list, dict)) else value for value in plain]
+        return plain
 
     @classmethod
-    def from_plain(cls, plain: dict[str, Any]) -> PersonState:
-        state = cls(plain.get("seen", _NEVER))
-        if "browsed" in plain:
-            state.browsed = {sku: t for sku, t in plain["browsed"]}
-        if "log" in plain:
-            state.log = {eid: (t, sku) for eid, t, sku in plain["log"]}
-            state.log_until = max(t for _, t, _ in plain["log"])
-        state.revenue = plain.get("revenue", 0)
-        if "recent_paid" in plain:
-            state.recent_paid = [(t, cents) for t, cents in plain["recent_paid"]]
-        if "tiers" in plain:
-            state.tiers = [(t, tier) for t, tier in plain["tiers"]]
-        if "consent" in plain:
-            state.consent, state.consent_at = plain["consent"]
-        state.complaint_at = plain.get("complaint_at", _NEVER)
-        if "touches" in plain:
-            state.touches = list(plain["touches"])
-        if "last_fired" in plain:
-            state.last_fired = dict(plain["last_fired"])
-        if "daily" in plain:
-            state.daily = {day: n for day, n in plain["daily"]}
-        if "timers" in plain:
-            state.timers = list(plain["timers"])
+    def from_plain(cls, plain: list[Any]) -> PersonState:
+        if not isinstance(plain, list) or not plain or plain[0] != PLAIN_VERSION:
+            raise ValueError(f"not a version {PLAIN_VERSION} person state: {plain!r:.80}")
+        (_, seen, browsed, log, revenue, recent_paid, tiers, consent, consent_at, complaint_at, touches,
+         last_fired, daily, timers) = plain
+        state = cls(seen)
+        state.browsed = list(browsed) if browsed else None
+        state.log = list(log) if log else None
+        if state.log:
+            state.log_until = max(state.log[::3])
+        state.revenue = revenue
+        state.recent_paid = [list(entry) for entry in recent_paid] if recent_paid else None
+        state.tiers = [list(entry) for entry in tiers] if tiers else None
+        state.consent, state.consent_at, state.complaint_at = consent, consent_at, complaint_at
+        state.touches = list(touches) if touches else None
+        state.last_fired = dict(last_fired) if last_fired else None
+        state.daily = {daily[i]: daily[i + 1] for i in range(0, len(daily), 2)} if daily else None
+        state.timers = list(timers) if timers else None
         return state
+
+
+PLAIN_VERSION = 1
+PLAIN_FIELDS = ("version", "seen", "browsed", "log", "revenue", "recent_paid", "tiers", "consent", "consent_at",
+                "complaint_at", "touches", "last_fired", "daily", "timers")
+
+
+def keep_log_entries(log: list, keep) -> list:
+    """The entries [t, event_id, sku] of a flat session log whose time passes `keep(t)`."""
+    out: list = []
+    for i in range(0, len(log), 3):
+        if keep(log[i]):
+            out += log[i:i + 3]
+    return out
 
 
 class Horizons:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_rules_harness import NO_QUIET, T0, Pipeline, browse, config, purchase
+from test_rules_harness import NO_QUIET, T0, Pipeline, browse, config, person_state, purchase
 
 from pipeline.rules import trigger_id
 
@@ -99,4 +99,4 @@ def test_the_session_log_is_forgotten_once_the_session_closed():
     p = pipeline()
     p.feed(*browses("sku-1", [0, 2, 4]))
     p.close_all()
-    assert "log" not in p.engine.snapshot()["p:m:42"]
+    assert person_state(p.engine, "m:42")["log"] is None

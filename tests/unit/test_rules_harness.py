@@ -14,19 +14,26 @@ from journey_events import MINUTE, T0, at, browse, checkin, event, purchase
 from pipeline.journey import JourneyBatch, JourneyPolicy, JourneyProcessor
 from pipeline.rules import RuleEngine, RuleOutput, parse_rules
 from pipeline.rules.config import RulesConfig
+from pipeline.rules.state import PLAIN_FIELDS
 
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 NO_QUIET = {"quiet_hours": None}
 
 __all__ = ["DAY", "HOUR", "MINUTE", "NO_QUIET", "T0", "Pipeline", "at", "browse", "checkin", "complaint",
-           "config", "event", "purchase", "share", "shanghai"]
+           "config", "event", "person_state", "purchase", "share", "shanghai"]
 
 
 def config(*rules: dict[str, Any], **controls: Any) -> RulesConfig:
     """A rules config of the given rule dicts ({"type": ..., "params": {...}}; name defaults to the type)."""
     return parse_rules({"rules": [{"name": r.get("name", r["type"]), **r} for r in rules], "controls": controls},
                        "test.yaml")
+
+
+def person_state(engine: RuleEngine, person_id: str) -> dict[str, Any] | None:
+    """A person's state in the engine's snapshot, by field name (None when the engine has none)."""
+    plain = engine.snapshot().get("p:" + person_id)
+    return dict(zip(PLAIN_FIELDS, plain)) if plain is not None else None
 
 
 def complaint(event_id: str, minute: float, **fields: Any) -> dict[str, Any]:
