@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import signal
 import ssl
+import threading
 
 import faust
 
@@ -32,8 +34,10 @@ def create_app(settings: Settings) -> faust.App:
         # was not acknowledged, so a restarted worker (or another one) reads it again.
         agent_supervisor="mode.CrashingSupervisor",
     )
-    ingest.register(app, settings)
-    journey.register(app, settings)
+    wanted = set(settings.worker_agents.split(","))
+    for name, module in (("ingest", ingest), ("journey", journey)):
+        if name in wanted:
+            module.register(app, settings)
     return app
 
 
@@ -57,11 +61,31 @@ def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | No
 
 
 def run_worker(settings: Settings) -> None:
-    """Run one worker with all agents until SIGTERM/SIGINT; serves Prometheus metrics."""
+    """Run one worker with the agents of `worker_agents` until SIGTERM/SIGINT; serves Prometheus
+    metrics. ingest and journey are faust agents; the sink runs in threads (agents/sink.py)."""
     from prometheus_client import start_http_server
+
+    from agents.sink import start_sinks
 
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="0.0.0.0")
+    wanted = set(settings.worker_agents.split(","))
+    stop = threading.Event()
+    sinks = start_sinks(settings, stop) if "sink" in wanted else []
+    try:
+        if wanted & {"ingest", "journey"}:
+            run_faust_worker(settings)
+        else:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+            stop.wait()
+    finally:
+        stop.set()
+        for sink in sinks:
+            sink.join(timeout=15)
+
+
+def run_faust_worker(settings: Settings) -> None:
     app = create_app(settings)
     # Agents hold tens of thousands of live session objects; full collections walking them all
     # cost 15-20 % of the journey stage at default thresholds (bench/core_bench.py --gc).

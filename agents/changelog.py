@@ -19,12 +19,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from pipeline.config import Settings
 
 
-def read_to_end(settings: Settings, topic: str, partitions: list[int] | None = None,
+def read_to_end(settings: Settings, topic: str | list[str], partitions: list[int] | None = None,
                 follow: bool = False, timeout_s: float = 60.0) -> Iterator[Message]:
-    """Every message of `topic` (or of the given partitions) from the beginning to the end.
+    """Every message of `topic` (or of the given partitions; or of several topics, all partitions)
+    from the beginning to the end; in offset order per partition.
 
     With `follow`, keeps waiting for new messages after the end (until the caller stops iterating).
     """
+    topics = [topic] if isinstance(topic, str) else list(topic)
     consumer = Consumer({
         **settings.kafka_client_config(),
         "group.id": f"o2o-reader-{uuid.uuid4().hex[:8]}",  # assign() only; the group is never joined
@@ -32,29 +34,34 @@ def read_to_end(settings: Settings, topic: str, partitions: list[int] | None = N
         "enable.partition.eof": True,
     })
     try:
-        if partitions is None:
-            metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-            if metadata.error is not None:
-                raise KafkaException(metadata.error)
-            partitions = sorted(metadata.partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        open_partitions = set(partitions)
+        assigned = [(name, p) for name in topics
+                    for p in (partitions if partitions is not None else _partitions_of(consumer, name))]
+        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for name, p in assigned])
+        open_partitions = set(assigned)
         deadline = time.monotonic() + timeout_s
         while open_partitions or follow:
             message = consumer.poll(0.5)
             if message is None:
                 if not follow and time.monotonic() > deadline:
-                    raise TimeoutError(f"reading {topic} got no end-of-partition answer within {timeout_s:.0f} s")
+                    raise TimeoutError(f"reading {', '.join(topics)} got no end-of-partition answer "
+                                       f"within {timeout_s:.0f} s")
                 continue
             error = message.error()
             if error is None:
                 yield message
             elif error.code() == KafkaError._PARTITION_EOF:
-                open_partitions.discard(message.partition())
+                open_partitions.discard((message.topic(), message.partition()))
             else:
                 raise KafkaException(error)
     finally:
         consumer.close()
+
+
+def _partitions_of(consumer: Consumer, topic: str) -> list[int]:
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    if metadata.error is not None:
+        raise KafkaException(metadata.error)
+    return sorted(metadata.partitions)
 
 
 def read_partition(settings: Settings, topic: str, partition: int) -> list[bytes]:

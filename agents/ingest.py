@@ -89,14 +89,19 @@ def register(app: faust.App, settings: Settings) -> None:
             now_ms = int(time.time() * 1000)
             by_partition: dict[TP, IngestResult] = defaultdict(IngestResult)
             last_offsets: dict[TP, int] = {}
+            appended_at: dict[str, float] = {}  # event id -> its ingress record's timestamp (s)
             for event in events:
                 message = event.message
                 tp = message.tp
                 stage = await stage_for(tp)
                 if message.offset <= restored_offsets.get(tp, -1):
                     continue  # already reflected in the restored state and its outputs
-                stage.ingest_record(message.value, now_ms, by_partition[tp], message.topic, message.partition,
+                result = by_partition[tp]
+                before = len(result.accepted)
+                stage.ingest_record(message.value, now_ms, result, message.topic, message.partition,
                                     message.offset)
+                for accepted_event in result.accepted[before:]:
+                    appended_at[accepted_event["event_id"]] = message.timestamp
                 last_offsets[tp] = message.offset
             total = IngestResult()
             for result in by_partition.values():
@@ -104,8 +109,11 @@ def register(app: faust.App, settings: Settings) -> None:
                 total.duplicates += result.duplicates
                 total.dead_letters += result.dead_letters
             processed = time.perf_counter()
-            outputs = [await accepted.send(value=value, partition=partition)
-                       for partition, value in encode_accepted(codec, total.accepted, JOURNEY_PARTITIONS, settings.output_batch_events)]
+            # An accepted record carries the earliest ingress append time of its events as its
+            # timestamp: the journey measures trigger latency from it.
+            outputs = [await accepted.send(value=value, partition=partition, timestamp=appended)
+                       for partition, value, appended in encode_accepted(
+                           codec, total.accepted, JOURNEY_PARTITIONS, settings.output_batch_events, appended_at)]
             outputs += [await dlq.send(value=codec.encode_dead_letter(dead.to_record(now_ms)))
                         for dead in total.dead_letters]
             await asyncio.gather(*outputs)
@@ -122,11 +130,14 @@ def register(app: faust.App, settings: Settings) -> None:
             metrics.record_ingest(total)
 
 
-def encode_accepted(codec: EventCodec, events: list[dict], partitions: int, per_record: int):
-    """(partition, batch record value) pairs: events grouped by routing partition and type."""
+def encode_accepted(codec: EventCodec, events: list[dict], partitions: int, per_record: int,
+                    appended: dict[str, float]):
+    """(partition, batch record value, earliest ingress timestamp) triples: events grouped by
+    routing partition and type; `appended` maps event id -> ingress record timestamp (s)."""
     groups: dict[tuple[int, str], list[dict]] = defaultdict(list)
     for event in events:
         groups[(partition_for(routing_key(event), partitions), event["event_type"])].append(event)
     for (partition, _), group in groups.items():
         for start in range(0, len(group), per_record):
-            yield partition, codec.encode_batch(group[start:start + per_record])
+            chunk = group[start:start + per_record]
+            yield partition, codec.encode_batch(chunk), min(appended[e["event_id"]] for e in chunk)

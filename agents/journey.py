@@ -1,11 +1,16 @@
-"""The journey agent: accepted events -> identity, sessions, visits (pipeline.journey) -> topics.
+"""The journey agent: accepted events -> identity, sessions, visits (pipeline.journey) and trigger
+rules (pipeline.rules) -> topics.
 
 A single writer: `o2o.accepted` has one partition, because identity linking is global (README,
 "Identity and sessions"). Per batch of records: write an *intent* (the batch's last offset) to the
 changelog; decode; drop events whose id it has already seen (a crash upstream re-sends accepted
-events); `JourneyProcessor.process`; publish the session and visit updates and the person merges
-as batch records partitioned by person and wait for the acks; then write the state changes (and
-the ids seen) as one changelog group carrying the last input offset.
+events); `JourneyProcessor.process`, then `RuleEngine.on_batch` on the events as resolved to
+persons and the journey batch; publish the session and visit updates, the person merges, the
+triggers (one topic per rule), the trigger decisions and the resolved-event envelopes for the sink,
+and wait for the acks; then write the state changes of both (and the ids seen) as one changelog
+group carrying the last input offset. The rules run here rather than in an agent of their own:
+they need each event with its person and the batch's session and visit changes together, and a
+further hop would add a Kafka round trip to every trigger's latency.
 
 A worker that takes the partition over restores the state from the complete groups, skips input at
 or below their offset, and, when an intent was left unfinished, processes exactly that batch again
@@ -18,14 +23,20 @@ Each batch is processed in event-time order: arrival order inside a batch means 
 ingress topics, many producers, records grouped by type), and a backlog read in type order would
 otherwise push the watermark ahead and make on-time events look late.
 
-A stream that goes quiet still closes sessions: after `journey_idle_advance_ms` without events the
-watermark moves forward by the wall time that passed.
+A stream that goes quiet still closes sessions and fires due timers (share invites, firings held
+over quiet hours): after `journey_idle_advance_ms` without events the watermark moves forward by
+the wall time that passed. Timers are rule-engine state in the changelog, so they survive restarts.
+
+Trigger latency (histogram `o2o_trigger_latency_seconds`): from the causing event's ingress append
+(the accepted record's timestamp carries the earliest ingress append of its events) to the
+trigger's acknowledged append, for triggers caused by events of the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -35,77 +46,57 @@ from faust.types import TP
 from agents import metrics
 from agents.changelog import changelog_group, intent_record, read_partition, replay_changelog
 from agents.ingest import raw_topic
+from agents.journey_records import (by_partition, resolved_envelope, session_updates, trigger_decisions,
+                                    trigger_key, visit_updates)
 from pipeline.config import Settings
 from pipeline.dedup import Deduplicator
 from pipeline.journey import JourneyBatch, JourneyProcessor
+from pipeline.rules import RuleEngine, RuleOutput
 from pipeline.serde import EventCodec, registry_from_settings
-from pipeline.topics import ACCEPTED, IDENTITY, JOURNEY_CHANGELOG, JOURNEY_PARTITIONS, SESSIONS, VISITS, partition_for
+from pipeline.topics import (ACCEPTED, IDENTITY, JOURNEY_CHANGELOG, JOURNEY_PARTITIONS, RESOLVED, SESSIONS,
+                             TRIGGER_LOG, VISITS, partition_for, trigger_topics)
 
 
 occurred_at = itemgetter("occurred_at")
 SEEN_KEY = "seen"  # changelog key of the event ids a batch sessionised (for the journey's dedup)
+RULES_PREFIX = "r."  # changelog keys of the rule engine's state
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def session_updates(batch: JourneyBatch, emitted_at: int) -> list[dict[str, Any]]:
-    done = batch.records()  # serialised once per batch, shared with the changelog
-    records = [{**r, "state": "open", "absorbed_into": None, "emitted_at": emitted_at}
-               for r in done["sessions_updated"]]
-    records += [{**r, "state": "closed", "absorbed_into": None, "emitted_at": emitted_at}
-                for r in done["sessions_closed"]]
-    persons = {r["session_id"]: r["person_id"] for r in records}
-    records += [absorbed_record(absorbed, into, persons.get(into, ""), emitted_at)
-                for absorbed, into in batch.sessions_absorbed]
-    return records
+@dataclass(slots=True)
+class AcceptedRecord:
+    """One o2o.accepted record of a batch: its value as it came, and its events decoded."""
+
+    offset: int
+    appended_s: float  # the earliest ingress append of its events (agents/ingest.py)
+    value: bytes
+    events: list[dict[str, Any]]
 
 
-def absorbed_record(absorbed: str, into: str, person: str, emitted_at: int) -> dict[str, Any]:
-    """A tombstone-like update: the session `absorbed` is now part of `into`."""
-    return {"state": "absorbed", "session_id": absorbed, "person_id": person, "absorbed_into": into,
-            "start": 0, "end": 0, "event_count": 0, "counts": {}, "online_channels": [], "offline_channels": [],
-            "stores": [], "revenue_cents": 0, "has_complaint": False, "has_share": False,
-            "online_to_offline": False, "event_ids": [], "emitted_at": emitted_at}
+@dataclass(slots=True)
+class BatchOutput:
+    """What one batch (or an idle advance) publishes."""
 
-
-def visit_updates(batch: JourneyBatch, emitted_at: int) -> list[dict[str, Any]]:
-    done = batch.records()
-    records = [{**r, "state": "open", "absorbed_into": None, "emitted_at": emitted_at}
-               for r in done["visits_updated"]]
-    records += [{**r, "state": "closed", "absorbed_into": None, "emitted_at": emitted_at}
-                for r in done["visits_closed"]]
-    known = {r["visit_id"]: r for r in records}
-    for absorbed, into in batch.visits_absorbed:
-        survivor = known.get(into, {})
-        records.append({"state": "absorbed", "visit_id": absorbed, "person_id": survivor.get("person_id", ""),
-                        "store_id": survivor.get("store_id", ""), "absorbed_into": into, "start": 0, "end": 0,
-                        "dwell_s": 0, "class": "passerby", "max_rssi": None, "connected": False,
-                        "ended_by_disassociate": False, "emitted_at": emitted_at})
-    return records
-
-
-def by_person_partition(records: list[dict[str, Any]], person_field: str, partitions: int, per_record: int):
-    """(partition, records chunk) pairs: records grouped by their person's partition."""
-    groups: dict[int, list[dict[str, Any]]] = {}
-    for record in records:
-        groups.setdefault(partition_for(record[person_field], partitions), []).append(record)
-    for partition, group in groups.items():
-        for start in range(0, len(group), per_record):
-            yield partition, group[start:start + per_record]
+    journey: JourneyBatch
+    rules: RuleOutput
+    records: list[AcceptedRecord] = field(default_factory=list)
+    seen: list[list] = field(default_factory=list)  # [event id, occurred_at] of the events processed
 
 
 class JourneyState:
-    """The processor of the one partition this worker may own, and what is needed to resume it."""
+    """The processors of the one partition this worker may own, and what is needed to resume them."""
 
     def __init__(self) -> None:
         self.processor: JourneyProcessor | None = None
+        self.engine: RuleEngine | None = None
         self.seen: Deduplicator | None = None
         self.restored_offset = -1
         self.last_offset = -1
         self.replay_until: int | None = None  # an interrupted batch to process again, exactly
-        self.replay: list[dict[str, Any]] = []
+        self.replay: list[AcceptedRecord] = []
         self.last_event_wall_ms = now_ms()
         self.lock = asyncio.Lock()
 
@@ -116,10 +107,14 @@ def register(app: faust.App, settings: Settings) -> None:
     accepted = raw_topic(app, settings.topic(ACCEPTED), JOURNEY_PARTITIONS)
     sessions_topic = raw_topic(app, settings.topic(SESSIONS), n)
     visits_topic = raw_topic(app, settings.topic(VISITS), n)
-    identity_topic = raw_topic(app, settings.topic(IDENTITY), n)
+    identity_topic = raw_topic(app, settings.topic(IDENTITY), JOURNEY_PARTITIONS)
+    resolved_topic = raw_topic(app, settings.topic(RESOLVED), n)
+    decisions_topic = raw_topic(app, settings.topic(TRIGGER_LOG), n)
+    rule_topics = {rule: raw_topic(app, name, n) for rule, name in trigger_topics(settings).items()}
     changelog = raw_topic(app, settings.topic(JOURNEY_CHANGELOG), JOURNEY_PARTITIONS)
     codec = EventCodec(registry_from_settings(settings))
     policy = settings.journey_policy()
+    rules = settings.rules()
     state = JourneyState()
 
     async def restore() -> None:
@@ -128,43 +123,73 @@ def register(app: faust.App, settings: Settings) -> None:
         changes, offset, intent = replay_changelog(values)
         metrics.STATE_RESTORES.labels("journey").inc(len(values))
         state.seen = settings.new_deduplicator()
-        for key, ids in changes:
+        journey_changes, rule_changes = [], []
+        for key, value in changes:
             if key == SEEN_KEY:
-                for event_id, at in ids:
+                for event_id, at in value:
                     state.seen.is_duplicate(event_id, at)
+            elif key.startswith(RULES_PREFIX):
+                rule_changes.append((key[len(RULES_PREFIX):], value))
+            else:
+                journey_changes.append((key, value))
         state.restored_offset = state.last_offset = -1 if offset is None else offset
         state.replay_until, state.replay = intent, []
-        state.processor = JourneyProcessor.restore([c for c in changes if c[0] != SEEN_KEY], policy,
-                                                   track_changes=True)
+        state.processor = JourneyProcessor.restore(journey_changes, policy, track_changes=True)
+        state.engine = RuleEngine.restore(rule_changes, rules, policy, track_changes=True)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
         if any(tp.topic == accepted.get_topic_name() for tp in revoked):
-            state.processor = None
+            state.processor = state.engine = None
 
-    async def publish(batch: JourneyBatch, seen: list[list] = ()) -> None:
+    async def publish(out: BatchOutput) -> None:
         """Outputs first, acknowledged; then the state that reflects them (module docstring)."""
         emitted_at = now_ms()
         started = time.perf_counter()
-        outputs = []
-        for partition, chunk in by_person_partition(session_updates(batch, emitted_at), "person_id", n, per_record):
-            outputs.append(await sessions_topic.send(value=codec.encode_outputs("session_update", chunk),
-                                                     partition=partition))
-        visits = visit_updates(batch, emitted_at)
-        for partition, chunk in by_person_partition(visits, "person_id", n, per_record):
-            outputs.append(await visits_topic.send(value=codec.encode_outputs("visit_update", chunk),
-                                                   partition=partition))
-        merges = [m.to_dict() for m in batch.merges]
-        for partition, chunk in by_person_partition(merges, "from_person", n, per_record):
-            outputs.append(await identity_topic.send(value=codec.encode_outputs("person_merge", chunk),
-                                                     partition=partition))
-        await asyncio.gather(*outputs)
+        batch, fired = out.journey, out.rules
+        sends = []
+        for topic, name, records, key in (
+                (sessions_topic, "session_update", session_updates(batch, emitted_at), "person_id"),
+                (visits_topic, "visit_update", visit_updates(batch, emitted_at), "person_id"),
+                (identity_topic, "person_merge", [m.to_dict() for m in batch.merges], "from_person"),
+                (decisions_topic, "trigger_decision", trigger_decisions(fired, emitted_at), "person_id")):
+            for partition, chunk in by_partition(records, key, topic.partitions, per_record):
+                sends.append(await topic.send(value=codec.encode_outputs(name, chunk), partition=partition))
+        triggered = [(trigger, await rule_topics[trigger.rule].send(
+                         value=codec.encode_output("trigger", trigger.to_record(emitted_at)),
+                         partition=partition_for(trigger_key(trigger), n)))
+                     for trigger in fired.triggers]
+        # Timestamped with the ingress append, so the sink can report freshness from it.
+        sends += [await resolved_topic.send(value=value, partition=record.offset % n, timestamp=record.appended_s)
+                  for record, value in resolved_values(out)]
+        await asyncio.gather(*sends, *(sent for _, sent in triggered))
         outputs_done = time.perf_counter()
-        group = changelog_group(state.last_offset, state.processor.drain_changes() + [(SEEN_KEY, seen)])
+        observe_trigger_latency(out, [trigger for trigger, _ in triggered])
+        changes = state.processor.drain_changes() + [(SEEN_KEY, out.seen)]
+        changes += [(RULES_PREFIX + key, value) for key, value in state.engine.drain_changes()]
+        group = changelog_group(state.last_offset, changes)
         await asyncio.gather(*[await changelog.send(value=value, partition=0) for value in group])
         metrics.STEP_SECONDS.labels("journey", "outputs").inc(outputs_done - started)
         metrics.STEP_SECONDS.labels("journey", "changelog").inc(time.perf_counter() - outputs_done)
         metrics.record_journey(batch)
+        metrics.record_rules(fired)
+
+    def resolved_values(out: BatchOutput):
+        person_of = {id(event): person for person, event in out.journey.resolved}
+        late = {id(late_event.event) for late_event in out.journey.late}
+        for record in out.records:
+            yield record, codec.encode_outputs("resolved_events", [
+                resolved_envelope(record.value, record.offset, record.events, person_of, late)])
+
+    def observe_trigger_latency(out: BatchOutput, triggers: list) -> None:
+        if not triggers or not out.records:
+            return
+        appended = {event["event_id"]: record.appended_s for record in out.records for event in record.events}
+        now_s = time.time()
+        for trigger in triggers:
+            causes = [appended[c] for c in trigger.cause_event_ids if c in appended]
+            if causes:
+                metrics.TRIGGER_LATENCY.labels(trigger.rule).observe(max(0.0, now_s - max(causes)))
 
     @app.agent(accepted, name="journey")
     async def journey(stream: faust.StreamT) -> None:
@@ -174,37 +199,42 @@ def register(app: faust.App, settings: Settings) -> None:
                     await restore()
                 metrics.BATCH_RECORDS.labels("journey").observe(len(records))
                 started = time.perf_counter()
-                events: list[dict[str, Any]] = []
+                batch: list[AcceptedRecord] = []
                 for record in records:
                     message = record.message
                     if message.offset <= state.restored_offset:
                         continue  # reflected in the restored state, and its outputs were published
-                    decoded = codec.decode(message.value)
+                    decoded = AcceptedRecord(message.offset, message.timestamp or time.time(), message.value,
+                                             codec.decode(message.value))
                     if state.replay_until is not None:
-                        state.replay.extend(decoded)
+                        state.replay.append(decoded)
                         if message.offset == state.replay_until:  # the interrupted batch is whole again
-                            await run_batch(state.replay, message.offset, started)
+                            await run_batch(state.replay, started)
                             state.replay_until, state.replay = None, []
                         continue
-                    events.extend(decoded)
-                    state.last_offset = message.offset
-                if events:
-                    await run_batch(events, state.last_offset, started)
+                    batch.append(decoded)
+                if batch:
+                    await run_batch(batch, started)
 
-    async def run_batch(events: list[dict[str, Any]], last_offset: int, started: float) -> None:
+    async def run_batch(records: list[AcceptedRecord], started: float) -> None:
+        last_offset = records[-1].offset
         await (await changelog.send(value=intent_record(last_offset), partition=0))
         state.last_offset = last_offset
-        fresh = [e for e in events if not state.seen.is_duplicate(e["event_id"], e["occurred_at"])]
-        metrics.JOURNEY_DUPLICATES.inc(len(events) - len(fresh))
+        fresh = [e for record in records for e in record.events
+                 if not state.seen.is_duplicate(e["event_id"], e["occurred_at"])]
+        metrics.JOURNEY_DUPLICATES.inc(sum(len(record.events) for record in records) - len(fresh))
         # Arrival order inside a batch means little (five ingress topics, many producers, and
         # records grouped by type); event-time order keeps a backlog from looking late.
         fresh.sort(key=occurred_at)
         state.last_event_wall_ms = now_ms()
         decoded = time.perf_counter()
         batch = state.processor.process(fresh)
+        processed = time.perf_counter()
+        fired = state.engine.on_batch(batch.resolved, batch)
         metrics.STEP_SECONDS.labels("journey", "decode").inc(decoded - started)
-        metrics.STEP_SECONDS.labels("journey", "process").inc(time.perf_counter() - decoded)
-        await publish(batch, [[e["event_id"], e["occurred_at"]] for e in fresh])
+        metrics.STEP_SECONDS.labels("journey", "process").inc(processed - decoded)
+        metrics.STEP_SECONDS.labels("journey", "rules").inc(time.perf_counter() - processed)
+        await publish(BatchOutput(batch, fired, records, [[e["event_id"], e["occurred_at"]] for e in fresh]))
 
     @app.timer(interval=settings.journey_idle_advance_ms / 4000)
     async def close_idle_sessions() -> None:
@@ -214,4 +244,8 @@ def register(app: faust.App, settings: Settings) -> None:
             if processor is None or processor.watermark_ms is None or idle_ms < settings.journey_idle_advance_ms:
                 return
             state.last_event_wall_ms = now_ms()
-            await publish(processor.advance(processor.watermark_ms + idle_ms))
+            watermark = processor.watermark_ms + idle_ms
+            batch = processor.advance(watermark)
+            fired = state.engine.on_batch([], batch)
+            fired.extend(state.engine.advance(watermark))
+            await publish(BatchOutput(batch, fired))

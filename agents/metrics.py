@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_IN = Counter("o2o_events_in_total", "Events read by a stage", ["stage", "event_type"])
 EVENTS_ACCEPTED = Counter("o2o_events_accepted_total", "Events accepted by ingest", ["event_type"])
@@ -43,3 +43,34 @@ def record_journey(batch) -> None:
     PERSON_MERGES.inc(len(batch.merges))
     IDENTITY_CONFLICTS.inc(len(batch.conflicts))
     SESSIONS_CLOSED.inc(len(batch.sessions_closed))
+
+
+TRIGGERS_PUBLISHED = Counter("o2o_triggers_published_total", "Triggers published on o2o.triggers.<rule>", ["rule"])
+TRIGGERS_SUPPRESSED = Counter("o2o_triggers_suppressed_total", "Firings not published, by rule and reason",
+                              ["rule", "reason"])
+TRIGGERS_HELD = Counter("o2o_triggers_held_total", "Marketing firings held over quiet hours", ["rule"])
+TRIGGER_LATENCY = Histogram(
+    "o2o_trigger_latency_seconds",
+    "From the causing event's ingress append to the trigger's acknowledged append", ["rule"],
+    buckets=(0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0))
+
+
+def record_rules(out) -> None:
+    """Count one rule-engine output (a pipeline.rules.RuleOutput)."""
+    for rule, count in Tally(t.rule for t in out.triggers).items():
+        TRIGGERS_PUBLISHED.labels(rule).inc(count)
+    for (rule, reason), count in Tally((s.trigger.rule, s.reason) for s in out.suppressed).items():
+        TRIGGERS_SUPPRESSED.labels(rule, reason).inc(count)
+    for rule, count in Tally(h.trigger.rule for h in out.held).items():
+        TRIGGERS_HELD.labels(rule).inc(count)
+
+
+SINK_ROWS = Counter("o2o_sink_rows_total", "Rows stored in ClickHouse", ["table"])
+SINK_ERRORS = Counter("o2o_sink_insert_errors_total", "Failed ClickHouse inserts (each is retried)", ["table", "error"])
+SINK_INSERT_SECONDS = Histogram("o2o_sink_insert_seconds", "ClickHouse insert time per batch", ["table"],
+                                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
+SINK_BACKLOGGED = Gauge("o2o_sink_retrying", "1 while the sink retries a failed insert (backpressure on)", ["table"])
+SINK_FRESHNESS = Histogram(
+    "o2o_sink_freshness_seconds",
+    "From a record's append to its rows being stored (events: from the ingress append)", ["table"],
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0))

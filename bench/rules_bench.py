@@ -32,24 +32,13 @@ TARGET_EVENTS_PER_S = 200_000
 def run(events: list[dict[str, Any]], batch_size: int, changes_every: int) -> dict[str, Any]:
     journey = JourneyProcessor()
     engine = RuleEngine(load_rules(), journey.policy, track_changes=bool(changes_every))
-    identity = journey.identity
-    resolve = type(identity).resolve
-    pairs: list[tuple[str, dict[str, Any]]] = []
-
-    def recording(event: dict[str, Any]) -> str:  # the person per event, until the journey exposes it
-        person = resolve(identity, event)
-        pairs.append((person, event))
-        return person
-
-    identity.resolve = recording
     out = {"triggers": 0, "suppressed": 0, "held": 0, "changelog_records": 0}
     spent = 0.0
     gc.collect()
     for batch_no, offset in enumerate(range(0, len(events), batch_size), start=1):
-        pairs.clear()
         batch = journey.process(events[offset:offset + batch_size])
         began = time.process_time()
-        result = engine.on_batch(pairs, batch)
+        result = engine.on_batch(batch.resolved, batch)
         if changes_every and batch_no % changes_every == 0:
             out["changelog_records"] += len(engine.drain_changes())
         spent += time.process_time() - began

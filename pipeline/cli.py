@@ -170,19 +170,51 @@ def init_cmd(config: ConfigOption = None) -> None:
 
 
 @app.command("worker")
-def worker_cmd(config: ConfigOption = None) -> None:
-    """Run a faust worker with all agents. Start more workers to share the partitions.
+def worker_cmd(
+    config: ConfigOption = None,
+    agents: Annotated[Optional[str], typer.Option(
+        help="Agents to run, comma-separated from ingest, journey, sink (default: all; setting worker_agents).")] = None,
+) -> None:
+    """Run a faust worker: ingest (validate, hash, dedup), journey (identity, sessions, visits,
+    trigger rules) and sink (ClickHouse). Start more workers to share the partitions.
 
     Stops cleanly on SIGTERM or Ctrl-C; serves Prometheus metrics on metrics_port (0 turns them off).
     """
     from agents.app import run_worker
 
-    settings = settings_from(config)
+    settings = settings_from(config, worker_agents=agents)
     try:
         settings.check_ready_for("o2o worker")
     except ConfigError as exc:
         fail(str(exc), code=2)
     run_worker(settings)
+
+
+@app.command("collector")
+def collector_cmd(
+    host: Annotated[Optional[str], typer.Option("--host", help="Address to listen on (setting collector_host).")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", help="Port to listen on (setting collector_port).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the HTTP collector: apps and store Wi-Fi gateways (Cisco Meraki, generic) post events over HTTP.
+
+    Endpoints: POST /v1/events (API key), GET/POST /v1/gateways/meraki, POST /v1/gateways/generic,
+    GET /v1/stats, /healthz, /readyz, /metrics. A 202 means the broker acknowledged the events.
+    SIGTERM or Ctrl-C: stops listening, finishes the requests in flight, flushes, exits.
+    """
+    from agents.collector import run_collector
+
+    settings = settings_from(config, collector_host=host, collector_port=port)
+    try:
+        settings.check_ready_for("o2o collector")
+        run_collector(settings)
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    except ConnectionError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot listen on {settings.collector_host}:{settings.collector_port} ({exc.strerror or exc}); "
+             "choose another with --port or collector_port")
 
 
 @app.command("produce")
@@ -263,9 +295,127 @@ def _stderr_console():
 
 
 @app.command("simulate")
-def simulate_cmd(config: ConfigOption = None) -> None:
-    """Generate realistic O2O traffic (stores, Wi-Fi gateways, members, journeys)."""
-    not_yet(7)
+def simulate_cmd(
+    seed: Annotated[int, typer.Option(help="Seed: the same seed (and --start) gives the same records.")] = 1,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Write canonical JSONL to this file (- for stdout) instead of producing to Kafka.")] = None,
+    rate: Annotated[Optional[float], typer.Option(
+        help="Records per second when producing; 0 = as fast as possible. [default: simulate_rate, 1000]")] = None,
+    duration: Annotated[Optional[float], typer.Option(
+        help="Stop after this many seconds (with --out: write --rate x this many records).")] = None,
+    events: Annotated[Optional[int], typer.Option(
+        help="Stop after this many records. Without --duration and --events: 10,000.")] = None,
+    bad_rate: Annotated[Optional[float], typer.Option(
+        help="Share of records that are deliberately invalid (dead letters). [default: simulate_bad_rate, 0.01]")] = None,
+    late_rate: Annotated[Optional[float], typer.Option(
+        help="Share of Wi-Fi events uploaded late by their gateway. [default: simulate_late_rate, 0.02]")] = None,
+    stores: Annotated[Optional[int], typer.Option(help="Stores, each with a Wi-Fi gateway. [default: 20]")] = None,
+    persons: Annotated[Optional[int], typer.Option(help="Customer population. [default: 5000]")] = None,
+    start: Annotated[Optional[str], typer.Option(
+        help="Simulated clock start (ISO-8601 with offset, or epoch ms). Default: early enough that the "
+             "run ends before now.")] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate realistic O2O traffic and send it through the producer SDK (or write it as JSONL).
+
+    Stores with Wi-Fi gateways (probes, associations, portal logins, staff devices all day,
+    passers-by outside), members and anonymous devices on journeys: browse online, visit, buy,
+    share or complain; browse without visiting; walk in without browsing; refunds; marketing
+    opt-outs. A share of records is deliberately invalid (each is rejected with a reason code, so
+    the dead-letter path is exercised) and a share of Wi-Fi events arrives late. The journey mix
+    comes from the simulate_* settings (README, "Simulating traffic"). Prints a summary: records,
+    bad by reason, late, per type, records/s. Exit code 1 if anything good was not delivered.
+    """
+    import time
+
+    from pipeline.events import parse_occurred_at
+    from pipeline.simulate import Simulation
+    from pipeline.traffic import SDK_EVENTS_PER_S_BOUND, bounded, mix_from_settings, plan_start_ms
+
+    settings = settings_from(config)
+    rate = settings.simulate_rate if rate is None else rate
+    if rate < 0 or (events is not None and events < 0) or (duration is not None and duration <= 0):
+        fail("--rate and --events must be >= 0 and --duration > 0", code=2)
+    if out is not None and duration is not None:
+        if not rate:
+            fail("--duration with --out needs --rate > 0 (it writes rate x duration records); or give --events",
+                 code=2)
+        events, duration = int(rate * duration) if events is None else min(events, int(rate * duration)), None
+    if events is None and duration is None:
+        events = 10_000
+    try:
+        mix = mix_from_settings(settings, persons=persons or settings.simulate_persons,
+                                stores=stores or settings.simulate_stores,
+                                bad_rate=settings.simulate_bad_rate if bad_rate is None else bad_rate,
+                                late_rate=settings.simulate_late_rate if late_rate is None else late_rate)
+    except ValueError as exc:
+        fail(f"bad simulation mix: {exc}", code=2)
+    now_ms = int(time.time() * 1000)
+    if start is not None:
+        try:
+            start_ms = parse_occurred_at(int(start) if start.strip().lstrip("-").isdigit() else start)
+        except ValueError as exc:
+            fail(f"--start {start!r}: {exc}", code=2)
+    else:
+        planned = events if events is not None else int(duration * (rate or SDK_EVENTS_PER_S_BOUND))
+        start_ms = plan_start_ms(seed, mix, planned, now_ms)
+    records = bounded(Simulation(seed, start_ms, mix).records(), events, duration)
+    summary = _simulate_with_progress(settings, records, out, rate, events, duration, quiet=as_json)
+    doc = {"seed": seed, "start_ms": start_ms, "rate": rate, **summary.to_dict()}
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2), err=out is not None and str(out) == "-")
+    else:
+        echo = (lambda line: typer.echo(line, err=True)) if out is not None and str(out) == "-" else typer.echo
+        echo(f"{summary.records} records in {summary.elapsed_s:.1f} s ({summary.events_per_s:,.0f}/s) to "
+             f"{summary.destination}: {summary.good} good, {sum(summary.bad.values())} deliberately bad, "
+             f"{summary.late} uploaded late")
+        echo("  per type: " + ", ".join(f"{t} {n}" for t, n in sorted(summary.by_type.items())))
+        if summary.bad:
+            echo("  bad, by the reason validation gives: "
+                 + ", ".join(f"{r} {n}" for r, n in sorted(summary.bad.items())))
+        if summary.delivered is not None:
+            echo(f"  delivered {summary.delivered} good events through the producer SDK; bad records went "
+                 "straight to the ingress topics (the workers dead-letter them: `o2o dlq tail`)")
+        for error in summary.errors:
+            echo(f"  error: {error}")
+    if summary.failed or summary.rejected or (summary.delivered is not None and summary.delivered < summary.good):
+        raise typer.Exit(1)
+
+
+def _simulate_with_progress(settings: Settings, records, out: Path | None, rate: float, events: int | None,
+                            duration: float | None, quiet: bool):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.traffic import produce, write_jsonl
+
+    total = events if events is not None else duration
+    with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  disable=quiet or not sys.stderr.isatty(), console=_stderr_console()) as progress:
+        task = progress.add_task("", total=total)
+
+        def on_progress(summary) -> None:
+            done = summary.records if events is not None else summary.elapsed_s
+            progress.update(task, completed=done, description=(
+                f"{summary.records} records ({summary.events_per_s:,.0f}/s), "
+                f"{sum(summary.bad.values())} bad, {summary.late} late"))
+
+        if out is None:
+            try:
+                return produce(settings, records, rate, on_progress)
+            except ConnectionError as exc:
+                fail(str(exc))
+        if str(out) == "-":
+            summary = write_jsonl(records, sys.stdout, on_progress)
+            summary.destination = "stdout"
+            return summary
+        try:
+            with open(out, "w") as handle:
+                summary = write_jsonl(records, handle, on_progress)
+        except OSError as exc:
+            fail(f"cannot write {out}: {exc.strerror}")
+        summary.destination = str(out)
+        return summary
 
 
 @app.command("dry-run")
@@ -324,9 +474,42 @@ def dry_run_cmd(
 
 
 @app.command("report")
-def report_cmd(config: ConfigOption = None) -> None:
-    """Print the KPIs (footfall, conversion, funnel, GMV, share and complaint rates) from ClickHouse."""
-    not_yet(6)
+def report_cmd(
+    start: Annotated[Optional[str], typer.Option(
+        "--from", help="Start of the period, inclusive, by event time: ISO-8601 date or date-time, offset "
+                       "optional (UTC without one), e.g. 2026-11-22 or 2026-11-22T10:00+08:00. Default: the "
+                       "beginning.")] = None,
+    end: Annotated[Optional[str], typer.Option(
+        "--to", help="End of the period, exclusive, same forms as --from. Default: no end.")] = None,
+    store: Annotated[Optional[str], typer.Option("--store", help="Only this store's visits and sales.")] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the KPIs of a period from ClickHouse: footfall, dwell, new vs repeat, O2O conversion,
+    funnel, GMV, share and complaint rates, data heat, triggers and attributed conversions.
+
+    Each KPI's SQL lives in sinks/kpis/ (documented there). With --json: one document with keys
+    period, source and kpis (README, "o2o report"). Exit code 1 when ClickHouse cannot answer,
+    2 for a bad period or bad settings.
+    """
+    from sinks.kpis import KpiError, Period
+    from sinks.report import ReportError, fetch_report, print_report
+
+    settings = settings_from(config)
+    try:
+        period = Period.parse(start, end, store)
+    except KpiError as exc:
+        fail(str(exc), code=2)
+    try:
+        doc = fetch_report(settings, period)
+    except ReportError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        from rich.console import Console
+
+        print_report(doc, Console(width=None if sys.stdout.isatty() else 120))
 
 
 # --- dead letters --------------------------------------------------------------------------------
@@ -452,10 +635,62 @@ def dlq_replay(
         raise typer.Exit(1)
 
 
+def _readable_trigger(trigger: dict) -> str:
+    from pipeline.events import format_occurred_at
+
+    who = trigger["member_id"] and f"member {trigger['member_id']}" or trigger["person_id"] or "-"
+    payload = ", ".join(f"{k}={v}" for k, v in trigger["payload"].items() if v not in (None, "", []))
+    return (f"{format_occurred_at(trigger['fired_at'])}  {trigger['rule']:20} {trigger['kind']:9} "
+            f"{who:24} store {trigger['store_id'] or '-':8} {trigger['trigger_id'][:12]}\n    {payload}")
+
+
 @triggers_app.command("tail")
-def triggers_tail(config: ConfigOption = None) -> None:
-    """Print triggers as they arrive."""
-    not_yet(5)
+def triggers_tail(
+    rule: Annotated[Optional[list[str]], typer.Option(
+        "--rule", "-r", help="Only this rule's topic (repeatable); default: every enabled rule.")] = None,
+    follow: Annotated[bool, typer.Option(
+        "--follow/--no-follow", "-f", help="Keep printing triggers as they arrive (default), or print what "
+        "the topics hold and stop.")] = True,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print triggers as they arrive on `o2o.triggers.<rule>`, readably: fired-at (event time), rule,
+    kind, member or person, store, trigger id, and the payload.
+
+    Starts from the beginning of the topics. `--json` prints one JSON object per trigger, with the
+    fields of `schemas/trigger.avsc` (times in epoch ms). Ctrl-C stops.
+    """
+    from agents.changelog import read_to_end
+    from pipeline.serde import DecodeError, EventCodec, registry_from_settings
+    from pipeline.topics import trigger_topics
+
+    settings = settings_from(config)
+    try:
+        topics = trigger_topics(settings)
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    unknown = sorted(set(rule or ()) - set(topics))
+    if unknown:
+        fail(f"no enabled rule named {', '.join(unknown)}; enabled rules: {', '.join(sorted(topics))}", code=2)
+    wanted = [topics[name] for name in (rule or sorted(topics))]
+    codec = EventCodec(registry_from_settings(settings))
+    count = 0
+    try:
+        for message in read_to_end(settings, wanted, follow=follow):
+            try:
+                _, trigger = codec.decode_output(message.value())
+            except DecodeError as exc:
+                typer.echo(f"{message.topic()}[{message.partition()}]@{message.offset()}: undecodable: {exc}", err=True)
+                continue
+            count += 1
+            typer.echo(json.dumps(trigger, ensure_ascii=False) if as_json else _readable_trigger(trigger))
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # KafkaException, TimeoutError: say what to check
+        fail(f"cannot read {', '.join(wanted)} at {settings.kafka_bootstrap_servers}: {exc}; "
+             "is the broker up and `o2o init` done?")
+    if not as_json:
+        typer.echo(f"{count} triggers", err=True)
 
 
 @triggers_app.command("scan")

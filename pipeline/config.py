@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 if TYPE_CHECKING:
     from pipeline.dedup import Deduplicator
     from pipeline.journey import JourneyPolicy
+    from pipeline.rules.config import RulesConfig
     from pipeline.validation import ValidationPolicy
 
 ENV_PREFIX = "O2O_"
@@ -35,6 +36,36 @@ CONFIG_FILE_ENV = "O2O_CONFIG"
 
 class ConfigError(Exception):
     """Bad configuration. The message names the setting, the value's source and what is accepted."""
+
+
+class ApiKeySetting(BaseModel):
+    """One HTTP collector API key: the source it stands for, the event types it may send, its rate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: SecretStr
+    source: str = Field(min_length=1, max_length=64)
+    types: list[str] | None = None  # None: every event type
+    rate_limit_events_per_s: float | None = Field(default=None, gt=0)
+    rate_limit_burst: int | None = Field(default=None, ge=1)
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_long(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("an API key needs at least 16 characters; generate one with "
+                             "python -c 'import secrets; print(secrets.token_urlsafe(24))'")
+        return value
+
+    @field_validator("types")
+    @classmethod
+    def _types_are_known(cls, value: list[str] | None) -> list[str] | None:
+        from pipeline.events import EVENT_TYPES
+
+        unknown = sorted(set(value or ()) - set(EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown event type(s) {', '.join(unknown)}; use {', '.join(EVENT_TYPES)}")
+        return value
 
 
 class Settings(BaseSettings):
@@ -101,6 +132,8 @@ class Settings(BaseSettings):
     journey_idle_advance_ms: int = Field(default=60_000, ge=1000)
 
     # --- stream processing ---------------------------------------------------------------------
+    # Which agents a worker runs (comma-separated: ingest, journey, sink); e.g. sink-only workers.
+    worker_agents: str = Field(default="ingest,journey,sink", pattern=r"^(ingest|journey|sink)(,(ingest|journey|sink))*$")
     # Most records an agent takes at once, and how long it waits to fill a batch.
     agent_batch_records: int = Field(default=500, ge=1)
     agent_batch_wait_ms: int = Field(default=100, ge=1)
@@ -109,8 +142,69 @@ class Settings(BaseSettings):
     # Consumer group session timeout: joins take about half of it on the local broker.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
 
+    # --- trigger rules (see pipeline/rules/) ---------------------------------------------------------
+    # A rules YAML file; unset: the shipped defaults (pipeline/rules/default_rules.yaml).
+    rules_file: Path | None = None
+    # How often the worker runs the aggregate rules on ClickHouse (as `o2o triggers scan`); 0 = never.
+    rules_scan_interval_s: int = Field(default=60, ge=0)
+
+    # --- ClickHouse sink (see agents/sink.py) ---------------------------------------------------
+    # Most Kafka records per insert batch (each carries up to output_batch_events rows), and how
+    # long a batch may wait to fill: the freshness bound when traffic is low.
+    sink_batch_records: int = Field(default=200, ge=1)
+    sink_batch_wait_ms: int = Field(default=1000, ge=10)
+    # Retry backoff while ClickHouse is down or failing: doubles from min to max, forever.
+    sink_retry_min_ms: int = Field(default=200, ge=10)
+    sink_retry_max_ms: int = Field(default=5000, ge=10)
+
+    # --- HTTP collector (see agents/collector.py, pipeline/collect/, README "The HTTP collector") ---
+    collector_host: str = "127.0.0.1"
+    collector_port: int = Field(default=8088, ge=0, le=65535)
+    collector_max_body_bytes: int = Field(default=1_048_576, ge=1024)  # on the wire and after gunzip
+    collector_max_events_per_request: int = Field(default=1000, ge=1)
+    # Default token bucket per API key, in events: refill rate and bucket size (a key may override).
+    collector_rate_limit_events_per_s: float = Field(default=10_000.0, gt=0)
+    collector_rate_limit_burst: int = Field(default=20_000, ge=1)
+    # Events accepted but not yet acknowledged by the broker; beyond this a request gets 503.
+    collector_buffer_events: int = Field(default=50_000, ge=1)
+    collector_linger_ms: int = Field(default=10, ge=0)  # how long events wait to share a batch record
+    collector_ack_timeout_ms: int = Field(default=30_000, ge=100)  # then 503: delivery not confirmed
+    collector_drain_timeout_s: float = Field(default=30.0, gt=0)  # SIGTERM: wait this long for requests
+    # API keys: a list of {"key", "source", "types", "rate_limit_events_per_s", "rate_limit_burst"};
+    # in the environment as JSON, or in a JSON file named by collector_api_keys_file.
+    collector_api_keys: list[ApiKeySetting] = Field(default_factory=list)
+    collector_api_keys_file: Path | None = None
+    # Cisco Meraki Scanning API receiver: validator (answered to GET), shared secret, store map file.
+    meraki_validator: str | None = None
+    meraki_secret: SecretStr | None = None
+    meraki_store_map: Path | None = None
+
     # --- metrics -------------------------------------------------------------------------------
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+
+    # --- `o2o simulate` (pipeline/simulate.py; flags override; [simulate] section in a file) ------
+    simulate_persons: int = Field(default=5000, ge=1)
+    simulate_stores: int = Field(default=20, ge=1)
+    simulate_rate: float = Field(default=1000.0, ge=0)       # events/s; 0 = as fast as possible
+    simulate_bad_rate: float = Field(default=0.01, ge=0, le=0.5)
+    simulate_late_rate: float = Field(default=0.02, ge=0, le=1)
+    # The journey mix; unset: the defaults of pipeline.simulate.Mix (README, "Simulating traffic").
+    simulate_member_share: float | None = Field(default=None, ge=0, le=1)
+    simulate_app_share: float | None = Field(default=None, ge=0, le=1)
+    simulate_active_share: float | None = Field(default=None, ge=0, le=1)
+    simulate_walk_in_share: float | None = Field(default=None, ge=0, le=1)
+    simulate_visit_share: float | None = Field(default=None, ge=0, le=1)
+    simulate_buy_share: float | None = Field(default=None, ge=0, le=1)
+    simulate_online_buy_share: float | None = Field(default=None, ge=0, le=1)
+    simulate_share_share: float | None = Field(default=None, ge=0, le=1)
+    simulate_complaint_share: float | None = Field(default=None, ge=0, le=1)
+    simulate_refund_share: float | None = Field(default=None, ge=0, le=1)
+    simulate_opt_out_share: float | None = Field(default=None, ge=0, le=1)
+    simulate_passersby_per_store: int | None = Field(default=None, ge=0)
+    simulate_staff_per_store: int | None = Field(default=None, ge=0)
+    simulate_round_minutes: int | None = Field(default=None, ge=1)
+    simulate_late_min_s: int | None = Field(default=None, ge=0)
+    simulate_late_max_s: int | None = Field(default=None, ge=0)
 
     def validation_policy(self) -> "ValidationPolicy":
         from pipeline.validation import ValidationPolicy
@@ -137,6 +231,15 @@ class Settings(BaseSettings):
             )
         except ValueError as exc:
             raise ConfigError(f"bad configuration: {exc}") from None
+
+    def rules(self) -> "RulesConfig":
+        """The checked trigger rules (the rules file, or the shipped defaults)."""
+        from pipeline.rules.config import RulesConfigError, load_rules
+
+        try:
+            return load_rules(self.rules_file)
+        except RulesConfigError as exc:
+            raise ConfigError(str(exc)) from None
 
     def new_deduplicator(self) -> "Deduplicator":
         from pipeline.dedup import Deduplicator
@@ -190,6 +293,48 @@ class Settings(BaseSettings):
         if self.clickhouse_ca_certs:
             kwargs["ca_certs"] = str(self.clickhouse_ca_certs)
         return kwargs
+
+    def collector_keys(self) -> list[ApiKeySetting]:
+        """The collector's API keys: `collector_api_keys` plus those in `collector_api_keys_file`."""
+        import json
+
+        keys = list(self.collector_api_keys)
+        path = self.collector_api_keys_file
+        if path is not None:
+            try:
+                data = json.loads(path.read_text())
+                keys += [ApiKeySetting.model_validate(item) for item in data]
+            except OSError as exc:
+                raise ConfigError(f"collector_api_keys_file {path}: cannot read it ({exc.strerror})") from None
+            except ValidationError as exc:  # never shows the input: it holds keys
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise ConfigError(f"collector_api_keys_file {path}: {problems}") from None
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"collector_api_keys_file {path}: expected a JSON list of {{\"key\", \"source\", \"types\"}} "
+                    f"objects ({str(exc).splitlines()[0]})"
+                ) from None
+        seen: set[str] = set()
+        for key in keys:
+            secret = key.key.get_secret_value()
+            if secret in seen:
+                raise ConfigError(f"collector API keys: a key is listed twice (source {key.source!r})")
+            seen.add(secret)
+        return keys
+
+    def meraki_store_map_data(self) -> dict[str, Any]:
+        """The JSON of `meraki_store_map` ({} when unset); `pipeline.collect.stores` checks its shape."""
+        import json
+
+        path = self.meraki_store_map
+        if path is None:
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"meraki_store_map {path}: cannot read it ({exc.strerror})") from None
+        except ValueError as exc:
+            raise ConfigError(f"meraki_store_map {path}: not valid JSON ({exc})") from None
 
     def check_ready_for(self, purpose: str) -> None:
         """Refuse to start `purpose` in prod mode with settings that only suit a laptop."""
@@ -271,6 +416,8 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         return Settings(**values)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, config_file, set(file_values), env_given)) from None
+    except SettingsError as exc:  # an O2O_ variable that should hold JSON (a list or mapping) does not
+        raise ConfigError(f"bad configuration: {exc}; give the value as JSON") from None
 
 
 def _known_hint() -> str:
@@ -298,4 +445,4 @@ def _explain(exc: ValidationError, config_file: Any, from_file: set[str], from_e
 
 def _is_secret(name: str) -> bool:
     field = Settings.model_fields.get(name)
-    return field is not None and "SecretStr" in str(field.annotation)
+    return field is not None and ("SecretStr" in str(field.annotation) or name == "collector_api_keys")

@@ -26,7 +26,8 @@ from importlib import resources
 from typing import Any
 
 EVENT_TYPES: tuple[str, ...] = ("browse", "wifi_checkin", "purchase", "share", "complaint")
-OUTPUT_SCHEMAS: tuple[str, ...] = ("dead_letter", "session_update", "visit_update", "person_merge")
+OUTPUT_SCHEMAS: tuple[str, ...] = ("dead_letter", "session_update", "visit_update", "person_merge", "trigger",
+                                   "trigger_decision", "resolved_events")
 EVENT_ID_MAX_LEN = 64
 
 # Identifiers that make an event attributable to a person; at least one is required.

@@ -70,6 +70,7 @@ class JourneyBatch:
 
     watermark_ms: int | None
     events: int = 0
+    resolved: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (person at arrival, event)
     late: list[LateEvent] = field(default_factory=list)
     merges: list[PersonMerge] = field(default_factory=list)
     conflicts: list[IdentityConflict] = field(default_factory=list)
@@ -151,10 +152,11 @@ class JourneyProcessor:
         watermark = self.watermark_ms if self.watermark_ms is not None else -NEVER
         cutoff = watermark - lateness
         late: list[LateEvent] = []
-        count = 0
+        resolved: list[tuple[str, dict[str, Any]]] = []
+        note = resolved.append
         for event in events:
-            count += 1
             person = resolve(event)
+            note((person, event))
             if identity.pending_merges:
                 self._rehome(identity.pending_merges)
             t = event["occurred_at"]
@@ -169,7 +171,7 @@ class JourneyProcessor:
                 store = event["store_id"]
                 if store:
                     add_visit(person, store, event, t)
-        return self._finish_batch(watermark, count, late)
+        return self._finish_batch(watermark, len(resolved), late, resolved)
 
     def process_resolved(self, pairs: Iterable[tuple[str, dict[str, Any]]]) -> JourneyBatch:
         """Like `process` for (person_id, event) pairs already resolved by an identity stage."""
@@ -215,14 +217,15 @@ class JourneyProcessor:
         self.visits.close_all()
         return self._finish_batch(self.watermark_ms, 0, [])
 
-    def _finish_batch(self, watermark: int | None, count: int, late: list[LateEvent]) -> JourneyBatch:
+    def _finish_batch(self, watermark: int | None, count: int, late: list[LateEvent],
+                      resolved: list[tuple[str, dict[str, Any]]] | None = None) -> JourneyBatch:
         if watermark is not None and watermark > -NEVER:
             self.watermark_ms = watermark
             cutoff = self.cutoff_ms
             self.sessions.close_before(cutoff)
             self.visits.close_before(cutoff)
-        batch = JourneyBatch(self.watermark_ms, count, late, self._merges, self.identity.conflicts,
-                             visit_policy=self.policy.visits)
+        batch = JourneyBatch(self.watermark_ms, count, resolved if resolved is not None else [], late,
+                             self._merges, self.identity.conflicts, visit_policy=self.policy.visits)
         self._merges, self.identity.conflicts = [], []
         batch.sessions_updated, batch.sessions_closed, batch.sessions_absorbed = self.sessions.drain()
         batch.visits_updated, batch.visits_closed, batch.visits_absorbed = self.visits.drain()

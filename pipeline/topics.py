@@ -20,6 +20,8 @@ ACCEPTED = "accepted"
 SESSIONS = "sessions"
 VISITS = "visits"
 IDENTITY = "identity"
+RESOLVED = "resolved"
+TRIGGER_LOG = "trigger-log"
 INGEST_DEDUP_CHANGELOG = "state.ingest-dedup"
 JOURNEY_CHANGELOG = "state.journey"
 # Identity linking is global (any two identifiers may meet in one event), so the journey stage is a
@@ -45,6 +47,11 @@ def ingress_topics(settings: Settings) -> dict[str, str]:
     return {event_type: settings.topic(event_type) for event_type in EVENT_TYPES}
 
 
+def trigger_topics(settings: Settings) -> dict[str, str]:
+    """rule name -> its trigger topic (`<prefix>.triggers.<rule>`), for the enabled rules."""
+    return {rule.name: settings.topic(f"triggers.{rule.name}") for rule in settings.rules().enabled()}
+
+
 def catalogue(settings: Settings) -> list[TopicSpec]:
     n, retention = settings.topic_partitions, settings.topic_retention_ms
     specs = [TopicSpec(topic, n, retention, f"ingress: {t} events") for t, topic in ingress_topics(settings).items()]
@@ -54,13 +61,20 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
                   "validated, hashed, deduplicated events: the journey stage's input"),
         TopicSpec(settings.topic(SESSIONS), n, retention, "session updates (open, closed, absorbed) by person"),
         TopicSpec(settings.topic(VISITS), n, retention, "store visit updates by person"),
-        TopicSpec(settings.topic(IDENTITY), n, retention, "person merges: re-point the absorbed person's history"),
+        # One partition: merges are applied in order by one writer (the sink keeps their closure).
+        TopicSpec(settings.topic(IDENTITY), JOURNEY_PARTITIONS, retention,
+                  "person merges: re-point the absorbed person's history"),
+        TopicSpec(settings.topic(RESOLVED), n, retention,
+                  "accepted records with the person and lateness of each event: the sink's events"),
+        TopicSpec(settings.topic(TRIGGER_LOG), n, retention, "every trigger decision, fired or suppressed"),
         TopicSpec(settings.topic(JOURNEY_CHANGELOG), JOURNEY_PARTITIONS, max(retention, 86_400_000),
                   "journey agent state: identities, open sessions and visits"),
         # One changelog partition per ingress partition: index(type) * n + partition.
         TopicSpec(settings.topic(INGEST_DEDUP_CHANGELOG), n * len(EVENT_TYPES), max(retention, 86_400_000),
                   "ingest agent state: event ids seen, per ingress partition"),
     ]
+    specs += [TopicSpec(topic, n, retention, f"triggers of rule {rule}, keyed by person")
+              for rule, topic in trigger_topics(settings).items()]
     return specs
 
 

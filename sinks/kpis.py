@@ -153,6 +153,15 @@ def render(name: str, period: Period = Period()) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], kpi(name).sql)
 
 
+def render_with(name: str, values: dict[str, str]) -> str:
+    """The query of KPI `name` with each placeholder replaced by SQL text of the caller's (the Grafana
+    dashboards put template variables there: `${__from}`, `${__to}`, `${store:sqlstring}`)."""
+    missing = sorted(set(_PLACEHOLDER.findall(kpi(name).sql)) - set(values))
+    if missing:
+        raise KpiError(f"KPI {name!r} needs values for {', '.join(missing)}")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], kpi(name).sql)
+
+
 def run_kpi(client: Any, name: str, period: Period = Period()) -> list[dict[str, Any]]:
     """Run one KPI; rows as plain dicts keyed by the query's column names."""
     rows, columns = client.execute(render(name, period), with_column_types=True)

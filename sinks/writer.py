@@ -30,6 +30,20 @@ def insert(client: Any, table: str, records: Iterable[Mapping[str, Any]]) -> int
     return len(records)
 
 
+def event_rows(codec: Any, envelopes: Iterable[Mapping[str, Any]], ingested_at: int) -> list[dict[str, Any]]:
+    """`events` records from resolved-event envelopes (schemas/resolved_events.avsc): the accepted
+    record's events with their person and lateness; events without a person (duplicates the journey
+    dropped) are left out."""
+    rows: list[dict[str, Any]] = []
+    for envelope in envelopes:
+        events = codec.decode(envelope["events"])
+        for event, person, late in zip(events, envelope["person_ids"], envelope["late"]):
+            if person:
+                event["person_id"], event["late"], event["ingested_at"] = person, late, ingested_at
+                rows.append(event)
+    return rows
+
+
 def trigger_log_records(triggers: Iterable[Any] = (), suppressed: Iterable[Any] = (),
                         published_at: int | None = None) -> list[dict[str, Any]]:
     """`triggers_log` records from the rule engine's output (pipeline.rules: Trigger, Suppressed)."""

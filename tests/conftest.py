@@ -232,6 +232,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         O2O_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
         O2O_CLICKHOUSE_PORT=str(settings.clickhouse_port),
         O2O_CLICKHOUSE_HTTP_PORT=str(settings.clickhouse_http_port),
+        O2O_CLICKHOUSE_DATABASE=settings.clickhouse_database,
         O2O_TOPIC_PREFIX=settings.topic_prefix,
         O2O_KAFKA_SESSION_TIMEOUT_MS=str(TEST_SESSION_TIMEOUT_MS),
         O2O_AGENT_BATCH_WAIT_MS="50",
@@ -241,17 +242,24 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def pipeline_settings(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The stack's settings with topics of the test's own (created like `o2o init` does)."""
-    from agents.admin import create_topics
+def pipeline_settings(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """The stack's settings with topics and a ClickHouse database of the test's own, created and
+    migrated like `o2o init` does; the database is dropped afterwards."""
+    from agents.admin import create_topics, migrate_clickhouse
 
+    prefix = f"m{uuid.uuid4().hex[:8]}"
     settings = stack.model_copy(update={
-        "topic_prefix": f"m{uuid.uuid4().hex[:8]}",
+        "topic_prefix": prefix,
+        "clickhouse_database": f"test_{prefix}",
         "kafka_session_timeout_ms": TEST_SESSION_TIMEOUT_MS,
         "state_dir": tmp_path_factory.mktemp("pipeline"),
     })
     create_topics(settings)
-    return settings
+    migrate_clickhouse(settings)
+    yield settings
+    admin = Client(**stack.clickhouse_client_kwargs(database="default"))
+    admin.execute(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
+    admin.disconnect()
 
 
 class WorkerProcess:

@@ -8,11 +8,11 @@
 --   counted once each.
 -- Identity: both sides join person_map, so a page view made on an anonymous device followed by a
 --   visit after the member logged in is one person that converted.
--- Columns: browsing_persons, visiting_persons, conversion_rate
+-- Columns: browsing_persons, visiting_persons, conversion_rate (NULL without browsing persons)
 SELECT
     count() AS browsing_persons,
     countIf(steps = 2) AS visiting_persons,
-    round(visiting_persons / browsing_persons, 4) AS conversion_rate
+    if(browsing_persons = 0, NULL, round(visiting_persons / browsing_persons, 4)) AS conversion_rate
 FROM
 (
     SELECT person, windowFunnel(604800)(at, kind = 'browse', kind = 'visit') AS steps

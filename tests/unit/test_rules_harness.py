@@ -68,22 +68,9 @@ class Pipeline:
         return result
 
     def resolve(self, events: list[dict[str, Any]]) -> tuple[list[tuple[str, dict[str, Any]]], JourneyBatch]:
-        """JourneyProcessor.process, also capturing each event's person (not exposed by the journey yet)."""
-        pairs: list[tuple[str, dict[str, Any]]] = []
-        identity = self.journey.identity
-        resolve = type(identity).resolve
-
-        def recording(event: dict[str, Any]) -> str:
-            person = resolve(identity, event)
-            pairs.append((person, event))
-            return person
-
-        identity.resolve = recording
-        try:
-            batch = self.journey.process(events)
-        finally:
-            del identity.resolve
-        return pairs, batch
+        """JourneyProcessor.process: the (person, event) pairs it resolved, and the batch."""
+        batch = self.journey.process(events)
+        return batch.resolved, batch
 
     def advance(self, minute: float) -> RuleOutput:
         return self.advance_to(at(minute))

@@ -65,7 +65,24 @@ def test_embedded_ids_are_pinned():
         "o2o.SessionUpdate": 1001, "o2o.SessionUpdateBatch": 1051,
         "o2o.VisitUpdate": 1101, "o2o.VisitUpdateBatch": 1151,
         "o2o.PersonMerge": 1201, "o2o.PersonMergeBatch": 1251,
+        "o2o.Trigger": 1301, "o2o.TriggerBatch": 1351,
+        "o2o.TriggerDecision": 1401, "o2o.TriggerDecisionBatch": 1451,
+        "o2o.ResolvedEvents": 1501, "o2o.ResolvedEventsBatch": 1551,
     }
+
+
+def test_a_trigger_round_trips_as_a_single_record_with_its_payload_branch():
+    codec = EventCodec()
+    record = {"trigger_id": "t1", "rule": "coupon", "rule_type": "browse_then_visit", "kind": "marketing",
+              "person_id": "m:42", "member_id": "42", "store_id": "s1", "event_time": 1, "fired_at": 2,
+              "cause_event_ids": ["e1", "e2"], "published_at": 3,
+              "payload": ("o2o.BrowseThenVisitPayload",
+                          {"store_id": "s1", "skus": ["sku-1"], "arrival": "visitor", "visit_id": "v1"})}
+    name, decoded = codec.decode_output(codec.encode_output("trigger", record))
+    assert name == "trigger"
+    assert decoded == {**record, "payload": record["payload"][1]}
+    with pytest.raises(DecodeError, match="not a batch"):
+        codec.decode_outputs(codec.encode_output("trigger", record))
 
 
 def test_outputs_round_trip_as_batches_and_are_not_events():
