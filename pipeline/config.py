@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     collector_rate_limit_burst: int = Field(default=20_000, ge=1)
     # Events accepted but not yet acknowledged by the broker; beyond this a request gets 503.
     collector_buffer_events: int = Field(default=50_000, ge=1)
-    collector_linger_ms: int = Field(default=10, ge=0)  # how long events wait to share a batch record
+    collector_linger_ms: int = Field(default=5, ge=0)  # how long events wait to share a batch record
     collector_ack_timeout_ms: int = Field(default=30_000, ge=100)  # then 503: delivery not confirmed
     collector_drain_timeout_s: float = Field(default=30.0, gt=0)  # SIGTERM: wait this long for requests
     # API keys: a list of {"key", "source", "types", "rate_limit_events_per_s", "rate_limit_burst"};

@@ -5,14 +5,19 @@ exactly what the agents run, in file order as arrival order:
 
     line -> validate + hash identifiers + deduplicate (IngestStage)   -> dlq / duplicates / accepted
     accepted -> identity, sessions, visits (JourneyProcessor)          -> persons, sessions, visits, late
-    (trigger rules, once they exist)                                   -> triggers, suppressed
+    (person, event) pairs + the journey batch -> RuleEngine            -> triggers, suppressed
 
-and at the end of input everything still open is closed (`JourneyProcessor.close_all`). The
+and at the end of input everything still open is closed (`JourneyProcessor.close_all`), and every
+pending timer fires at its due time (`RuleEngine.finish`: share invites, firings held over quiet
+hours), as if the stream had gone on quietly. The aggregate rules (ClickHouse) do not run. The
 result (`DryRunReport.to_dict()`) is the JSON document `o2o dry-run --json` prints:
 
     {"summary": {"read", "valid", "duplicates", "dlq", "late"},
      "dlq": [{"line", "event_id", "reason", "detail"}],
-     "persons": [...], "sessions": [...], "visits": [...], "triggers": [], "suppressed": []}
+     "persons": [...], "sessions": [...], "visits": [...], "triggers": [...], "suppressed": [...]}
+
+Triggers have the fields of the trigger topics (`Trigger.to_dict`: ISO times), suppressed firings
+the rule, person, reason and cause (`Suppressed.to_dict`); both sorted by (fired_at, trigger_id).
 
 Counting: `read` is the number of non-blank lines (blank lines are skipped but keep their place in
 the line numbering); read = valid + duplicates + dlq. `late` counts valid events older than the
@@ -41,6 +46,7 @@ from pipeline.events import format_occurred_at
 from pipeline.ingest import IngestResult, IngestStage
 from pipeline.journey import JourneyBatch, JourneyProcessor
 from pipeline.privacy import IdentifierHasher
+from pipeline.rules import RuleEngine, RuleOutput
 from pipeline.serde import EventCodec
 from pipeline.sessions import Session
 from pipeline.validation import REASON_CODES
@@ -83,9 +89,12 @@ class DryRunReport:
 class DryRun:
     """Feed numbered lines in batches (`feed`), then `finish()` once for the report."""
 
-    def __init__(self, ingest: IngestStage, journey: JourneyProcessor, now_ms: int) -> None:
+    def __init__(self, ingest: IngestStage, journey: JourneyProcessor, now_ms: int,
+                 rules: RuleEngine | None = None) -> None:
         self.ingest_stage = ingest
         self.journey = journey
+        self.rules = rules if rules is not None else RuleEngine(journey=journey.policy)
+        self.fired = RuleOutput()
         self.now_ms = now_ms
         self.counts = dict.fromkeys(SUMMARY_KEYS, 0)
         self.dead_letters: list[dict[str, Any]] = []
@@ -103,7 +112,8 @@ class DryRun:
         Raises ConfigError for settings that cannot run (bad journey policy, prod without hash_secret)."""
         hasher = IdentifierHasher(settings.effective_hash_secret)
         stage = IngestStage(EventCodec(), hasher, settings.validation_policy(), settings.new_deduplicator())
-        return cls(stage, JourneyProcessor(settings.journey_policy()), now_ms)
+        policy = settings.journey_policy()
+        return cls(stage, JourneyProcessor(policy), now_ms, RuleEngine(settings.rules(), policy))
 
     # --- feeding -----------------------------------------------------------------------------------
 
@@ -144,6 +154,10 @@ class DryRun:
         self._collect(self.journey.process(events))
 
     def _collect(self, batch: JourneyBatch) -> None:
+        self.fired.extend(self.rules.on_batch(batch.resolved, batch))
+        self._keep(batch)
+
+    def _keep(self, batch: JourneyBatch) -> None:
         """Keep what the batch closed: a closed version is final, and at the end `close_all` closes the
         rest. Updated versions are not needed (each open session or visit is either closed later, with
         its final content, or absorbed into another and never closed), so absorbed ids need no removal."""
@@ -164,6 +178,7 @@ class DryRun:
         if self._finished:
             raise RuntimeError("finish() was already called")
         self._collect(self.journey.close_all())
+        self.fired.extend(self.rules.finish())
         self._finished = True
         survivor = self._survivor
         visit_policy = self.journey.policy.visits
@@ -182,9 +197,12 @@ class DryRun:
 
         identity = self.journey.identity
         persons = [self.journey.person_dict(person_id) for person_id in sorted(identity.persons())]
+        triggers = sorted(self.fired.triggers, key=lambda t: (t.fired_at, t.trigger_id))
+        suppressed = sorted(self.fired.suppressed, key=lambda s: (s.trigger.fired_at, s.trigger.trigger_id))
         return DryRunReport(
             summary=dict(self.counts), dlq=sorted(self.dead_letters, key=lambda d: d["line"] or 0),
             persons=persons, sessions=session_dicts, visits=[row[-1] for row in visit_dicts],
+            triggers=[t.to_dict() for t in triggers], suppressed=[s.to_dict() for s in suppressed],
             now_ms=self.now_ms, merges=self.journey.stats["merges"], conflicts=self._conflicts,
             ambiguous_events=identity.ambiguous_events, first_event_ms=self._first_ms,
             last_event_ms=self.journey.watermark_ms,
@@ -285,8 +303,16 @@ def format_report(report: DryRunReport, source: str = "input", show: int = 10) -
     if len(report.visits) > show:
         lines.append(f"  ... and {len(report.visits) - show:,} more (--json lists them all)")
 
-    if report.triggers or report.suppressed:
-        lines.append(f"triggers: {len(report.triggers):,} fired, {len(report.suppressed):,} suppressed")
-    else:
-        lines.append("triggers: none (no trigger rules run yet)")
+    lines.append(f"triggers: {len(report.triggers):,} fired, {len(report.suppressed):,} suppressed")
+    by_rule: dict[str, list[int]] = {}
+    for t in report.triggers:
+        by_rule.setdefault(t["rule"], [0, 0])[0] += 1
+    for x in report.suppressed:
+        by_rule.setdefault(x["rule"], [0, 0])[1] += 1
+    for rule, (fired, held_back) in sorted(by_rule.items()):
+        lines.append(f"  {rule:22} {fired:>6,} fired {held_back:>6,} suppressed")
+    for t in report.triggers[:show]:
+        lines.append(f"  {t['fired_at']}  {t['rule']:22} {_short(t['person_id'] or '-'):22} store {t['store_id'] or '-'}")
+    if len(report.triggers) > show:
+        lines.append(f"  ... and {len(report.triggers) - show:,} more (--json lists them all)")
     return "\n".join(lines)

@@ -81,7 +81,14 @@ def test_json_document_has_the_contract_keys_and_values(tmp_path):
         {"person_id": "m:m1", "store_id": "s1", "start": "2026-11-22T02:20:00.000Z",
          "end": "2026-11-22T02:30:00.000Z", "dwell_s": 600, "class": "visitor"},
     ]
-    assert doc["triggers"] == [] and doc["suppressed"] == []
+    # The member browsed on the tablet, then logged in on the store Wi-Fi: the visit that began with
+    # the associate is now the member's, so its arrival fires a coupon; the paid
+    # purchase's share invite was pending at the end of input and fires at its due time.
+    assert [(t["rule"], t["person_id"], t["store_id"], t["fired_at"], t["cause_event_ids"]) for t in doc["triggers"]] == [
+        ("browse_then_visit", "m:m1", "s1", "2026-11-22T02:20:00.000Z", ["e2"]),
+        ("share_invite", "m:m1", "s1", "2026-11-22T04:31:00.000Z", ["e4"]),
+    ]
+    assert doc["suppressed"] == []
     assert RAW_MAC.lower() not in run.stdout.lower() and "aabbcc001122" not in run.stdout
 
 
@@ -105,7 +112,7 @@ def test_readable_summary(tmp_path):
     assert "persons: 2 (1 member, 1 anonymous); 2 identity merges, 0 conflicts" in out
     assert "sessions: 2 (1 online-to-offline), paid revenue 4,500 cents" in out
     assert "visits: 2 at 1 store: 1 visitor, 1 passerby, capture rate 50.0%" in out
-    assert "triggers: none" in out
+    assert "triggers: 2 fired, 0 suppressed" in out
     assert RAW_MAC not in out
 
 

@@ -304,7 +304,7 @@ def test_the_readable_report_names_the_counts_and_the_dead_letters():
     assert "sessions: 2 (1 online-to-offline), paid revenue 4,500 cents" in text
     assert "  w:6d61632d61000000000… " in text  # long hashed ids are shortened in the text view
     assert "visits: 1 at 1 store: 1 visitor, 0 passersby, capture rate 100.0%" in text
-    assert "triggers: none" in text
+    assert "triggers: 1 fired, 0 suppressed" in text and "share_invite" in text
 
 
 def test_the_readable_report_shows_the_first_few_and_says_how_many_more():
@@ -313,3 +313,41 @@ def test_the_readable_report_shows_the_first_few_and_says_how_many_more():
     assert "... and 5 more (--json lists them all)" in text   # sessions
     assert "... and 2 more (--json lists them all)" in text   # dead letters
     assert text.count("  line ") == 10
+
+
+# --- trigger rules ---------------------------------------------------------------------------------
+
+
+def test_triggers_and_suppressed_firings_are_listed_with_the_topic_fields():
+    doc = dry_run([
+        line("b1", 0, sku="sku-7", member_id="42"),
+        line("l1", 30, "wifi_checkin", kind="portal_login", store_id="S1", member_id="42", rssi=-50),
+        line("p1", 40, "purchase", member_id="42", store_id="S1", amount_cents=5_000),
+        line("c1", 50, "complaint", member_id="9", store_id="S2"),
+        line("b2", 51, sku="sku-1", member_id="9"),
+        line("l2", 60, "wifi_checkin", kind="portal_login", store_id="S2", member_id="9", rssi=-50),
+    ])
+    by_rule = {t["rule"]: t for t in doc["triggers"]}
+    assert sorted(by_rule) == ["browse_then_visit", "complaint_recovery", "share_invite"]
+    coupon = by_rule["browse_then_visit"]
+    assert set(coupon) == {"trigger_id", "rule", "rule_type", "kind", "person_id", "member_id", "store_id",
+                           "event_time", "fired_at", "cause_event_ids", "payload"}
+    assert (coupon["person_id"], coupon["store_id"], coupon["payload"]["skus"]) == ("m:42", "S1", ["sku-7"])
+    assert coupon["fired_at"] == format_occurred_at(at(30))
+    # The share invite was pending at the end of input: it fires at its due time (purchase + 2 h).
+    assert by_rule["share_invite"]["fired_at"] == format_occurred_at(at(40) + 2 * HOUR)
+    assert [(s["rule"], s["person_id"], s["reason"]) for s in doc["suppressed"]] == [
+        ("browse_then_visit", "m:9", "complaint_suppression")]
+    assert [t["fired_at"] for t in doc["triggers"]] == sorted(t["fired_at"] for t in doc["triggers"])
+
+
+def test_a_rules_file_from_the_settings_is_used_and_a_bad_one_is_a_config_error(tmp_path):
+    from pipeline.config import ConfigError
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - name: alerts\n    type: complaint_recovery\n")
+    doc = dry_run([line("c1", 0, "complaint", member_id="9")], rules_file=rules)
+    assert [t["rule"] for t in doc["triggers"]] == ["alerts"]
+    rules.write_text("rules:\n  - name: x\n    type: no_such_rule\n")
+    with pytest.raises(ConfigError, match="no_such_rule"):
+        new_dry_run(rules_file=rules)
