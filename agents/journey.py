@@ -59,6 +59,7 @@ from pipeline.topics import (ACCEPTED, IDENTITY, JOURNEY_CHANGELOG, JOURNEY_PART
 
 occurred_at = itemgetter("occurred_at")
 SEEN_KEY = "seen"  # changelog key of the event ids a batch sessionised (for the journey's dedup)
+SEEN_PER_ITEM = 5_000
 RULES_PREFIX = "r."  # changelog keys of the rule engine's state
 
 
@@ -165,7 +166,9 @@ def register(app: faust.App, settings: Settings) -> None:
         await asyncio.gather(*sends, *(sent for _, sent in triggered))
         outputs_done = time.perf_counter()
         observe_trigger_latency(out, [trigger for trigger, _ in triggered])
-        changes = state.processor.drain_changes() + [(SEEN_KEY, out.seen)]
+        # The ids seen go in pieces: a changelog item is one record, and records have a size limit.
+        changes = state.processor.drain_changes() + [(SEEN_KEY, out.seen[i:i + SEEN_PER_ITEM])
+                                                     for i in range(0, len(out.seen), SEEN_PER_ITEM)]
         changes += [(RULES_PREFIX + key, value) for key, value in state.engine.drain_changes()]
         group = changelog_group(state.last_offset, changes)
         await asyncio.gather(*[await changelog.send(value=value, partition=0) for value in group])

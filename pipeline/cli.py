@@ -694,9 +694,86 @@ def triggers_tail(
 
 
 @triggers_app.command("scan")
-def triggers_scan(config: ConfigOption = None) -> None:
-    """Evaluate the aggregate trigger rules on ClickHouse once."""
-    not_yet(5)
+def triggers_scan(
+    rule: Annotated[Optional[list[str]], typer.Option(
+        "--rule", "-r", help="Only this aggregate rule (repeatable); default: every enabled aggregate rule.")] = None,
+    at: Annotated[Optional[str], typer.Option(
+        "--at", help="Evaluate at this event time instead of now: ISO-8601 date or date-time, offset optional "
+                     "(UTC without one), e.g. 2026-11-22T12:00+08:00.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Evaluate and print; publish nothing.")] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate the aggregate trigger rules (store_complaint_spike, lapsed_member) on ClickHouse once.
+
+    Runs each rule's SQL (sinks/triggers/) at the given time, decides the rows like the worker does,
+    publishes the triggers on `o2o.triggers.<rule>` and every decision on `o2o.trigger-log` (unless
+    --dry-run), and prints what fired, what was suppressed or held over quiet hours, and what
+    triggers_log already records as published (not published again). The worker runs the same scan
+    every rules_scan_interval_s. Exit code 1 when ClickHouse or Kafka cannot answer, 2 for a bad
+    --rule, --at or bad settings.
+    """
+    from agents.scan import PublishError, now_ms, publish
+    from sinks.kpis import KpiError, parse_time
+    from sinks.trigger_scan import ScanError, aggregate_rules, run_scan
+
+    settings = settings_from(config)
+    try:
+        rules = settings.rules()
+        aggregate_rules(rules, rule)
+        moment = parse_time(at, "--at") if at is not None else now_ms()
+    except (ConfigError, KpiError, ValueError) as exc:
+        fail(str(exc), code=2)
+    try:
+        report = run_scan(settings, moment, rule, rules)
+    except ScanError as exc:
+        fail(str(exc))
+    out = report.output
+    published = False
+    if not dry_run and (out.triggers or out.suppressed):
+        try:
+            publish(settings, out)
+        except PublishError as exc:
+            fail(str(exc))
+        published = True
+    if as_json:
+        typer.echo(json.dumps(_scan_document(report, dry_run, published), indent=2, ensure_ascii=False))
+        return
+    _print_scan(report, dry_run)
+
+
+def _scan_document(report, dry_run: bool, published: bool) -> dict:
+    from pipeline.events import format_occurred_at
+
+    out = report.output
+    return {"at": format_occurred_at(report.at_ms), "at_ms": report.at_ms, "rules": report.rules,
+            "dry_run": dry_run, "published": published, "rows": report.rows,
+            "triggers": [t.to_dict() for t in out.triggers], "suppressed": [s.to_dict() for s in out.suppressed],
+            "held": [h.to_dict() for h in out.held], "already_published": report.already_published}
+
+
+def _print_scan(report, dry_run: bool) -> None:
+    from pipeline.events import format_occurred_at
+
+    out = report.output
+    typer.echo(f"trigger scan at {format_occurred_at(report.at_ms)} (event time)"
+               f"{' -- dry run, nothing published' if dry_run else ''}")
+    for name in report.rules:
+        fired = [t for t in out.triggers if t.rule == name]
+        suppressed = [s for s in out.suppressed if s.trigger.rule == name]
+        held = [h for h in out.held if h.trigger.rule == name]
+        typer.echo(f"{name}: {report.rows.get(name, 0)} rows, {len(fired)} {'would fire' if dry_run else 'fired'}, "
+                   f"{len(suppressed)} suppressed, {len(held)} held, "
+                   f"{len(report.already_published.get(name, []))} already published")
+        for trigger in fired:
+            typer.echo("  " + _readable_trigger({**trigger.to_record(), "payload": trigger.payload}).replace(
+                "\n", "\n  "))
+        for s in suppressed:
+            typer.echo(f"  suppressed ({s.reason}): {s.trigger.person_id or s.trigger.store_id} "
+                       f"{s.trigger.trigger_id[:12]}")
+        for h in held:
+            typer.echo(f"  held over quiet hours until {format_occurred_at(h.release_at)}: "
+                       f"{h.trigger.person_id or h.trigger.store_id} {h.trigger.trigger_id[:12]}")
 
 
 @app.command("demo")

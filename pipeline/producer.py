@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from confluent_kafka import KafkaException, Producer
 
@@ -34,6 +34,9 @@ from pipeline.privacy import IdentifierHasher
 from pipeline.serde import EventCodec, registry_from_settings
 from pipeline.topics import ingress_topics, partition_for
 from pipeline.validation import Rejection, validate
+
+# Called once per batch record with (error text or None, how many of this caller's events it held).
+DeliveryCallback = Callable[[str | None, int], None]
 
 
 @dataclass
@@ -79,6 +82,7 @@ class EventProducer:
         self._partitions = self._partition_counts()
         self._buffers: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self._oldest_ms: dict[tuple[str, int], float] = {}
+        self._callbacks: dict[tuple[str, int], list[DeliveryCallback]] = {}
 
     def _partition_counts(self) -> dict[str, int]:
         wanted = set(self.topics.values())
@@ -96,8 +100,12 @@ class EventProducer:
 
     # --- sending -------------------------------------------------------------------------------
 
-    def send(self, raw: dict[str, Any]) -> Rejection | None:
-        """Validate, hash and buffer one event; a Rejection means it was not sent (and why)."""
+    def send(self, raw: dict[str, Any], on_delivery: DeliveryCallback | None = None) -> Rejection | None:
+        """Validate, hash and buffer one event; a Rejection means it was not sent (and why).
+
+        `on_delivery(error, count)` runs (from `poll`/`flush`) when the record holding the event is
+        acknowledged or has failed; events of one caller in one record are reported together.
+        """
         checked = validate(raw, self.now_ms(), self.policy)
         if type(checked) is Rejection:
             self.stats.rejected[checked.reason] += 1
@@ -109,6 +117,8 @@ class EventProducer:
         if not buffer:
             self._oldest_ms[slot] = time.monotonic() * 1000
         buffer.append(checked)
+        if on_delivery is not None:
+            self._callbacks.setdefault(slot, []).append(on_delivery)
         self.stats.accepted += 1
         if len(buffer) >= self.batch_events:
             self._send_buffer(slot)
@@ -157,6 +167,7 @@ class EventProducer:
         event_type, partition = slot
         value = self.codec.encode_batch(events)
         count = len(events)
+        callbacks = Counter(self._callbacks.pop(slot, ()))
 
         def on_delivery(err, _msg, count=count):
             if err is None:
@@ -165,6 +176,8 @@ class EventProducer:
                 self.stats.failed += count
                 if len(self.stats.errors) < 5:
                     self.stats.errors.append(str(err))
+            for callback, events_of_caller in callbacks.items():
+                callback(None if err is None else str(err), events_of_caller)
 
         while True:
             try:

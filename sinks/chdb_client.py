@@ -36,7 +36,8 @@ class ChdbClient:
         self.database = database
 
     def execute(self, query: str, params: Sequence[Any] | None = None, *, columnar: bool = False,
-                with_column_types: bool = False) -> Any:
+                with_column_types: bool = False, settings: dict[str, Any] | None = None) -> Any:
+        """clickhouse-driver's `execute`; `settings` are accepted and not needed in process."""
         use = _USE.match(query)
         if use:
             self.database = use.group(1)

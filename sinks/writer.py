@@ -76,9 +76,11 @@ def apply_person_merges(client: Any, merges: Iterable[Mapping[str, Any]],
         return []
     involved = {m["from_person"] for m in merges} | {m["to_person"] for m in merges}
     names = ", ".join(sql_literal(p) for p in sorted(involved))
+    # A batch can name thousands of persons: the IN lists outgrow the default 256 KiB query limit.
     current: dict[str, str] = dict(client.execute(
         "SELECT person_id, merged_into FROM person_map "
-        f"WHERE person_id IN ({names}) OR merged_into IN ({names})"))
+        f"WHERE person_id IN ({names}) OR merged_into IN ({names})",
+        settings={"max_query_size": 4 * len(names) + 65_536}))
     rows: list[dict[str, Any]] = []
     version = clock_ns()
 
