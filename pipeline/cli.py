@@ -805,9 +805,43 @@ def demo_cmd(
 
 
 @app.command("bench")
-def bench_cmd(config: ConfigOption = None) -> None:
-    """Measure the pipeline against raw Kafka, naive faust and Quix Streams on the same events."""
-    not_yet(7)
+def bench_cmd(
+    events: Annotated[int, typer.Option(help="Events per contestant and layout (the same events for all).")] = 100_000,
+    rate: Annotated[float, typer.Option(help="Events/s of the paced run that measures latencies.")] = 2_000,
+    seconds: Annotated[float, typer.Option(help="Length of the paced run, seconds.")] = 30,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure the pipeline against raw Kafka, naive faust and Quix Streams on the same events.
+
+    On a private local stack (started and stopped here), every contestant reads the same simulated
+    events, first as one event per record, then as batched records: **raw_limit** (consume + Avro
+    decode, no processing), **naive_faust** (a Table update per event), **quix** (Quix Streams
+    session-window count per person) and **o2o_pipeline** (the real workers, until every event is
+    in ClickHouse). Then a paced run (`--rate` for `--seconds`) measures p50/p99 event -> trigger
+    and event -> ClickHouse latency. Prints events/s, the ratios, and the latencies; `--json`
+    prints one document. Takes several minutes; the baselines live in `bench/`.
+    """
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "bench" / "run.py").exists():
+        fail("o2o bench needs a checkout of the repository (the bench/ folder); run it from the source tree")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from bench.run import run_bench
+
+    result = run_bench(events, rate, seconds, lambda line: typer.echo(line, err=True))
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"{'contestant':14} {'layout':8} {'events/s':>10}")
+    for r in result["results"]:
+        typer.echo(f"{r['contestant']:14} {r['layout']:8} {r['events_per_s'] or 0:>10,.0f}")
+    for layout, ratios in result["ratios"].items():
+        typer.echo(f"{layout}: " + ", ".join(f"{k} {v}x" for k, v in ratios.items() if v is not None))
+    paced = result["paced"]
+    trig, fresh = paced["trigger_latency_ms"], paced["clickhouse_freshness_ms"]
+    typer.echo(f"paced {paced['achieved_rate']:,.0f} events/s: event -> trigger p50 {trig['p50']} ms, "
+               f"p99 {trig['p99']} ms ({trig['count']} triggers); event -> ClickHouse p50 {fresh['p50']} ms, "
+               f"p99 {fresh['p99']} ms")
 
 
 def main() -> None:

@@ -1,0 +1,146 @@
+"""The contestant: o2o-pipeline end to end, with the real agents as `o2o worker` processes.
+
+The same events as the baselines are loaded onto five fresh ingress topics; those topics' prefix
+becomes the pipeline's topic prefix, so the workers read them as their ingress. `o2o init` work
+(the other topics, a fresh ClickHouse database with the migrations) is done before the clock. The
+clock runs from the first accepted event until every event is queryable in ClickHouse `events`
+and the journey agent has processed every event, which is also when every trigger they cause is
+acknowledged on its topic (the journey publishes triggers before it records its progress).
+
+Workers: `ingest,journey` in one process and `sink` in another (the journey is a single writer
+on one partition; the sink's decoding and row building would otherwise share its core).
+
+    python bench/baselines/pipeline_e2e.py [--events 100000] [--layout single|batched|both] [--running]
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.baselines.common import ROOT, Meter, _free_port, load, main, wait_until  # noqa: E402
+
+from pipeline.config import Settings  # noqa: E402
+
+NAME = "o2o_pipeline"
+DAY_MS = 86_400_000
+WORKERS = ("ingest,journey", "sink")
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus samples of a worker as {'name{labels}': value}; {} while it is not serving yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            lines = response.read().decode().splitlines()
+    except OSError:
+        return {}
+    return {name: float(value) for name, _, value in (l.rpartition(" ") for l in lines if l and l[0] != "#")}
+
+
+def total(samples: dict[str, float], metric: str) -> float:
+    return sum(v for k, v in samples.items() if k == metric or k.startswith(metric + "{"))
+
+
+class Workers:
+    """`o2o worker` processes on `settings` (one per agent group), each with its metrics port."""
+
+    def __init__(self, settings: Settings, log_dir: Path, **env: str) -> None:
+        self.ports: list[int] = []
+        self.processes: list[subprocess.Popen] = []
+        self.log_dir = log_dir
+        for i, agents in enumerate(WORKERS):
+            port = _free_port()
+            worker_env = {**{k: v for k, v in os.environ.items() if not k.startswith("O2O_")},
+                          **settings_env(settings), "O2O_METRICS_PORT": str(port), "O2O_WORKER_AGENTS": agents,
+                          "O2O_LOG_LEVEL": "WARNING", **env}
+            log = open(log_dir / f"worker-{i}.log", "wb")
+            self.processes.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], cwd=ROOT,
+                                                   env=worker_env, stdout=subprocess.DEVNULL, stderr=log))
+            self.ports.append(port)
+
+    def metric(self, name: str) -> float:
+        for process in self.processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{NAME}: a worker exited with {process.returncode}; see {self.log_dir}")
+        return sum(total(scrape(port), name) for port in self.ports)
+
+    def samples(self) -> dict[str, float]:
+        merged: dict[str, float] = {}
+        for port in self.ports:
+            for name, value in scrape(port).items():
+                merged[name] = merged.get(name, 0.0) + value
+        return merged
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    return {"O2O_STATE_DIR": str(settings.state_dir), "O2O_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "O2O_CLICKHOUSE_PORT": str(settings.clickhouse_port), "O2O_CLICKHOUSE_DATABASE": settings.clickhouse_database,
+            "O2O_TOPIC_PREFIX": settings.topic_prefix, "O2O_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "O2O_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
+            # A backlog of hours read from 20 partitions at once: keep every event on time.
+            "O2O_ALLOWED_LATENESS_MS": str(DAY_MS)}
+
+
+def prepared(settings: Settings, prefix: str) -> Settings:
+    """Settings whose ingress is the loaded topics, with every other topic and a fresh database made."""
+    from agents.admin import create_topics, migrate_clickhouse
+
+    ready = settings.model_copy(update={"topic_prefix": prefix,
+                                        "clickhouse_database": "bench_" + prefix.replace("-", "_").replace(".", "_")})
+    create_topics(ready)
+    migrate_clickhouse(ready)
+    return ready
+
+
+def stored_events(settings: Settings) -> int:
+    from clickhouse_driver import Client
+
+    client = Client(**settings.clickhouse_client_kwargs())
+    try:
+        return client.execute("SELECT count() FROM events")[0][0]
+    finally:
+        client.disconnect()
+
+
+def run(settings: Settings, events: list[dict[str, Any]], layout: str, timeout_s: float = 900.0) -> dict[str, Any]:
+    loaded = load(settings, events, layout)
+    ready = prepared(settings, loaded.topics[0].rsplit(".", 1)[0])
+    workers = Workers(ready, Path(tempfile.mkdtemp(prefix="o2o-bench-")))
+    meter = Meter(loaded.events)
+    try:
+        wait_until(lambda: workers.metric("o2o_events_accepted_total") > 0, 120, "the first accepted event")
+        meter.add(0)
+        wait_until(lambda: workers.metric("o2o_journey_events_total") >= loaded.events, timeout_s,
+                   f"{NAME}: every event through the journey", interval_s=0.1)
+        wait_until(lambda: stored_events(ready) >= loaded.events, timeout_s,
+                   f"{NAME}: every event in ClickHouse", interval_s=0.1)
+        meter.add(loaded.events)
+        samples = workers.samples()
+    finally:
+        workers.stop()
+    return meter.result(NAME, loaded, triggers=int(total(samples, "o2o_triggers_published_total")),
+                        stored=stored_events(ready),
+                        steps_s={k.split("{", 1)[1].rstrip("}"): round(v, 2) for k, v in samples.items()
+                                 if k.startswith("o2o_step_seconds_total{")})
+
+
+if __name__ == "__main__":
+    main(NAME, run)

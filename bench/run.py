@@ -1,0 +1,158 @@
+"""`o2o bench`: every contestant on the same events in one run, then a paced run for latencies.
+
+Throughput (events/s, both record layouts, private local stack, same generated events):
+    raw_limit     confluent-kafka consume + Avro decode, no processing (bench/baselines/raw_limit.py)
+    naive_faust   faust sessionizer, a Table update per event (bench/baselines/naive_faust.py)
+    quix          Quix Streams session-window count per person (bench/baselines/quix.py)
+    o2o_pipeline  the real workers until every event is in ClickHouse (bench/baselines/pipeline_e2e.py)
+
+Latency (paced run: the simulator through the producer SDK at `rate` events/s for `seconds`, the
+real workers running, warmed up first):
+    trigger    causing event's ingress append -> trigger record's append, for triggers that fire on
+               their cause (not timers: a share invite waits two hours of event time by design);
+               exact, from the topics' record timestamps
+    freshness  event's ingress append -> its row built for ClickHouse (`ingested_at`), exact per
+               event; the insert itself then takes `o2o_sink_insert_seconds` (reported too)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Callable
+
+from bench.baselines import naive_faust, pipeline_e2e, quix, raw_limit
+from bench.baselines.common import LAYOUTS, bench_settings, generate_events, wait_until
+from pipeline.config import Settings
+
+CONTESTANTS = {"raw_limit": raw_limit.run, "naive_faust": naive_faust.run, "quix": quix.run,
+               "o2o_pipeline": pipeline_e2e.run}
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def throughput(settings: Settings, n: int, report: Callable[[str], None]) -> list[dict[str, Any]]:
+    events = generate_events(n)
+    results = []
+    for layout in LAYOUTS:
+        for name, run in CONTESTANTS.items():
+            report(f"{name} ({layout} records, {n:,} events) ...")
+            result = run(settings, events, layout)
+            report(f"  {result['events_per_s']:,.0f} events/s")
+            results.append(result)
+    return results
+
+
+def ratios(results: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """pipeline / contestant per layout (and vs naive faust's one-event-per-record layout)."""
+    rate = {(r["contestant"], r["layout"]): r["events_per_s"] for r in results}
+    out: dict[str, dict[str, float | None]] = {}
+    for layout in LAYOUTS:
+        ours = rate.get(("o2o_pipeline", layout))
+        out[layout] = {f"pipeline/{name}": round(ours / rate[(name, layout)], 2) if ours and rate.get((name, layout))
+                       else None for name in ("naive_faust", "quix", "raw_limit")}
+    naive_single, ours_batched = rate.get(("naive_faust", "single")), rate.get(("o2o_pipeline", "batched"))
+    if naive_single and ours_batched:
+        out["batched"]["pipeline/naive_faust_single"] = round(ours_batched / naive_single, 2)
+    return out
+
+
+def paced(settings: Settings, rate: float, seconds: float, report: Callable[[str], None]) -> dict[str, Any]:
+    from pipeline.simulate import Mix, Simulation
+    from pipeline.traffic import bounded, plan_start_ms, produce
+
+    ready = pipeline_e2e.prepared(settings, f"paced-{uuid.uuid4().hex[:8]}")
+    workers = pipeline_e2e.Workers(ready, pipeline_e2e.Path(pipeline_e2e.tempfile.mkdtemp(prefix="o2o-paced-")),
+                                   O2O_ALLOWED_LATENESS_MS=str(3_600_000))
+    try:
+        report("paced run: warming up the workers ...")
+        mix = Mix(persons=2_000, stores=20, bad_rate=0.0)
+        n = int(rate * seconds)
+        start_ms = plan_start_ms(7, mix, n + 100, int(time.time() * 1000))
+        records = iter(Simulation(7, start_ms, mix).records())
+        produce(ready, bounded(records, 100, None), 0)
+        wait_until(lambda: pipeline_e2e.stored_events(ready) > 0, 120, "the warm-up events stored", 0.2)
+        report(f"paced run: {rate:,.0f} events/s for {seconds:.0f} s ...")
+        summary = produce(ready, bounded(records, n, None), rate)
+        expected = summary.delivered + 100
+        wait_until(lambda: workers.metric("o2o_journey_events_total") >= expected, 300, "the paced events processed")
+        wait_until(lambda: pipeline_e2e.stored_events(ready) >= expected, 300, "the paced events stored")
+        insert_p99 = histogram_quantile(workers.samples(), "o2o_sink_insert_seconds", 0.99, 'table="events"')
+    finally:
+        workers.stop()
+    appended = ingress_append_ms(ready)
+    triggers = trigger_latencies_ms(ready, appended)
+    fresh = freshness_ms(ready, appended)
+    return {"rate": rate, "seconds": seconds, "events": summary.delivered,
+            "achieved_rate": round(summary.events_per_s, 1),
+            "trigger_latency_ms": {"count": len(triggers), "p50": quantile(triggers, 0.5), "p99": quantile(triggers, 0.99)},
+            "clickhouse_freshness_ms": {"count": len(fresh), "p50": quantile(fresh, 0.5), "p99": quantile(fresh, 0.99),
+                                        "insert_p99_s_bucket": insert_p99}}
+
+
+def ingress_append_ms(settings: Settings) -> dict[str, int]:
+    """event id -> its ingress record's append timestamp (ms)."""
+    from agents.changelog import read_to_end
+    from pipeline.serde import DecodeError, EventCodec
+    from pipeline.topics import ingress_topics
+
+    codec = EventCodec()
+    appended: dict[str, int] = {}
+    for message in read_to_end(settings, list(ingress_topics(settings).values())):
+        try:
+            events = codec.decode(message.value())
+        except DecodeError:
+            continue
+        for event in events:
+            appended.setdefault(event["event_id"], message.timestamp()[1])
+    return appended
+
+
+def trigger_latencies_ms(settings: Settings, appended: dict[str, int]) -> list[float]:
+    from agents.changelog import read_to_end
+    from pipeline.serde import EventCodec
+    from pipeline.topics import trigger_topics
+
+    codec = EventCodec()
+    latencies = []
+    for message in read_to_end(settings, list(trigger_topics(settings).values())):
+        trigger = codec.decode_output(message.value())[1]
+        causes = [appended[c] for c in trigger["cause_event_ids"] if c in appended]
+        if causes and trigger["fired_at"] == trigger["event_time"]:
+            latencies.append(message.timestamp()[1] - max(causes))
+    return latencies
+
+
+def freshness_ms(settings: Settings, appended: dict[str, int]) -> list[float]:
+    from clickhouse_driver import Client
+
+    client = Client(**settings.clickhouse_client_kwargs())
+    try:
+        rows = client.execute("SELECT event_id, min(ingested_at_ms) FROM events GROUP BY event_id")
+    finally:
+        client.disconnect()
+    return [ingested - appended[event_id] for event_id, ingested in rows if event_id in appended]
+
+
+def histogram_quantile(samples: dict[str, float], metric: str, q: float, label: str) -> float | None:
+    """The upper bound of the bucket holding quantile q (Prometheus' histogram_quantile, roughly)."""
+    buckets = sorted((float(k.split('le="', 1)[1].split('"', 1)[0]), v) for k, v in samples.items()
+                     if k.startswith(metric + "_bucket{") and label in k)
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    for bound, count in buckets:
+        if count >= q * buckets[-1][1]:
+            return bound
+    return None
+
+
+def run_bench(events: int, rate: float, seconds: float, report: Callable[[str], None]) -> dict[str, Any]:
+    with bench_settings(running=False) as settings:
+        results = throughput(settings, events, report)
+        latency = paced(settings, rate, seconds, report)
+    return {"events": events, "results": results, "ratios": ratios(results), "paced": latency}
