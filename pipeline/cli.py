@@ -778,30 +778,50 @@ def _print_scan(report, dry_run: bool) -> None:
 
 @app.command("demo")
 def demo_cmd(
-    persons: Annotated[int, typer.Option(help="Simulated customers (each a journey of a few events).")] = 200,
+    rate: Annotated[float, typer.Option(help="Simulated events per second (0 = as fast as possible).")] = 2000.0,
+    duration: Annotated[float, typer.Option(help="Seconds of simulated traffic.")] = 60.0,
+    persons: Annotated[Optional[int], typer.Option(
+        help="Simulated customers. [default: simulate_persons, 5000]")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulation: the same seed, the same events.")] = 7,
-    keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the stack and the worker running.")] = False,
+    keep_running: Annotated[bool, typer.Option(
+        "--keep-running", help="Leave the stack and the workers running afterwards.")] = False,
+    drain_timeout: Annotated[float, typer.Option(
+        help="Give up (exit code 1) if the pipeline has not drained this many seconds after the traffic.")] = 180.0,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Run the whole loop locally: stack, topics, a worker, simulated traffic, and what came out.
+    """Run the whole loop locally and watch it: stack, `o2o init`, workers, simulated traffic, KPIs.
 
-    Starts the local stack, creates the topics, starts a worker, sends a simulated morning of O2O
-    traffic plus a few broken records, waits until every accepted event is in a session, prints the
-    sessions, store visits and identity merges it produced, and stops everything (unless
-    --keep-running). Ctrl-C stops everything too.
+    Starts the local stack, creates topics and tables, starts two workers (ingest + journey, and
+    the ClickHouse sink), sends simulated O2O traffic through the producer SDK at --rate for
+    --duration seconds, and shows a live view meanwhile: events/s in and out, consumer lag,
+    sessions, visits, triggers by rule, dead letters by reason, the latest triggers, top stores.
+    Once every event is accounted for and stored, prints the `o2o report` KPIs and where to look
+    next, then stops what it started (unless --keep-running). Ctrl-C stops everything. With
+    --json: the view goes to stderr and stdout gets one JSON summary (README, "The demo").
     """
-    from pipeline.demo import run_demo
+    from rich.console import Console
+
+    from pipeline.demo import DemoError, DemoOptions, dumps, run_demo
     from pipeline.stack import StackError
 
+    if rate < 0 or duration <= 0 or drain_timeout <= 0 or (persons is not None and persons < 1):
+        fail("--rate must be >= 0, --duration and --drain-timeout > 0, --persons >= 1", code=2)
     settings = settings_from(config)
-    say = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
+    options = DemoOptions(rate=rate, duration_s=duration, persons=persons, seed=seed, keep_running=keep_running,
+                          drain_timeout_s=drain_timeout, config=config)
     try:
-        summary = run_demo(settings, say, persons=persons, seed=seed, keep_running=keep_running)
-    except (StackError, RuntimeError, ConnectionError) as exc:
+        console = Console(stderr=as_json)
+        if not console.is_terminal:  # a log or a pipe: lines, 120 columns wide
+            console = Console(stderr=as_json, width=120)
+        summary = run_demo(settings, options, console)
+    except (StackError, DemoError, ConnectionError, ConfigError) as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: everything the demo started is stopped", err=True)
+        raise typer.Exit(130)
     if as_json:
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(dumps(summary))
 
 
 @app.command("bench")
