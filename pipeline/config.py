@@ -136,12 +136,12 @@ class Settings(BaseSettings):
     worker_agents: str = Field(default="ingest,journey,sink", pattern=r"^(ingest|journey|sink)(,(ingest|journey|sink))*$")
     # Most records an agent takes at once, and how long it waits to fill a batch.
     agent_batch_records: int = Field(default=500, ge=1)
-    agent_batch_wait_ms: int = Field(default=100, ge=1)
+    agent_batch_wait_ms: int = Field(default=20, ge=1)
     # Events per output record (records carrying many events keep agents fast; DESIGN.md).
     output_batch_events: int = Field(default=1000, ge=1, le=10_000)
     # Longest a fetch with no data waits at the broker: bounds the delay each hop adds when traffic
     # is light (Apache Kafka answers at once when data arrives; the local broker waits this long).
-    kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=5000)
+    kafka_fetch_max_wait_ms: int = Field(default=50, ge=1, le=5000)
     # Consumer group session timeout: joins take about half of it on the local broker.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
 
