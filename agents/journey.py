@@ -176,6 +176,7 @@ def register(app: faust.App, settings: Settings) -> None:
         metrics.STEP_SECONDS.labels("journey", "changelog").inc(time.perf_counter() - outputs_done)
         metrics.record_journey(batch)
         metrics.record_rules(fired)
+        metrics.record_state(state.processor, state.engine)
 
     def resolved_values(out: BatchOutput):
         person_of = {id(event): person for person, event in out.journey.resolved}

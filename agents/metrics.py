@@ -19,12 +19,17 @@ STATE_RESTORES = Counter("o2o_state_restored_records_total", "Changelog records 
 
 def record_ingest(result) -> None:
     """Count one batch's outcome (a pipeline.ingest.IngestResult)."""
+    read: Tally = Tally(d.event_type or "unknown" for d in result.dead_letters)
     for event_type, count in Tally(e["event_type"] for e in result.accepted).items():
         EVENTS_ACCEPTED.labels(event_type).inc(count)
+        read[event_type] += count
     for event_type, count in Tally(e["event_type"] for e in result.duplicates).items():
         DUPLICATES.labels(event_type).inc(count)
+        read[event_type] += count
     for reason, count in Tally(d.reason for d in result.dead_letters).items():
         DEAD_LETTERS.labels(reason).inc(count)
+    for event_type, count in read.items():
+        EVENTS_IN.labels("ingest", event_type).inc(count)
 
 JOURNEY_DUPLICATES = Counter("o2o_journey_duplicates_total",
                              "Accepted events the journey saw twice (re-sent after an upstream crash)")
@@ -43,6 +48,26 @@ def record_journey(batch) -> None:
     PERSON_MERGES.inc(len(batch.merges))
     IDENTITY_CONFLICTS.inc(len(batch.conflicts))
     SESSIONS_CLOSED.inc(len(batch.sessions_closed))
+    if batch.visits_closed:
+        for visit_class, count in Tally(r["class"] for r in batch.records()["visits_closed"]).items():
+            VISITS_CLOSED.labels(visit_class).inc(count)
+
+
+# State sizes, set after each journey batch (agents/journey.py).
+JOURNEY_PERSONS = Gauge("o2o_journey_persons", "Persons the journey's identity graph holds")
+JOURNEY_OPEN_SESSIONS = Gauge("o2o_journey_open_sessions", "Sessions open in the journey agent")
+JOURNEY_OPEN_VISITS = Gauge("o2o_journey_open_visits", "Store visits open in the journey agent")
+RULES_PERSONS = Gauge("o2o_rules_persons", "Persons the trigger rule engine keeps state for")
+RULES_PENDING_TIMERS = Gauge("o2o_rules_pending_timers", "Share invites and held firings waiting for their due time")
+
+
+def record_state(processor, engine) -> None:
+    """Set the state-size gauges from a JourneyProcessor and a RuleEngine (their dict sizes, O(1))."""
+    JOURNEY_PERSONS.set(len(processor.identity._members))
+    JOURNEY_OPEN_SESSIONS.set(len(processor.sessions._by_id))
+    JOURNEY_OPEN_VISITS.set(len(processor.visits._by_id))
+    RULES_PERSONS.set(len(engine._persons))
+    RULES_PENDING_TIMERS.set(len(engine._timers))
 
 
 TRIGGERS_PUBLISHED = Counter("o2o_triggers_published_total", "Triggers published on o2o.triggers.<rule>", ["rule"])
@@ -74,3 +99,8 @@ SINK_FRESHNESS = Histogram(
     "o2o_sink_freshness_seconds",
     "From a record's append to its rows being stored (events: from the ingress append)", ["table"],
     buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0))
+
+CONSUMER_LAG = Gauge(
+    "o2o_consumer_lag",
+    "Records not yet consumed: high watermark (from Fetch responses) minus committed offset (agents/lag.py)",
+    ["group", "topic"])
