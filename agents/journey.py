@@ -148,6 +148,11 @@ def register(app: faust.App, settings: Settings) -> None:
         emitted_at = now_ms()
         started = time.perf_counter()
         batch, fired = out.journey, out.rules
+        # Triggers first: they are what someone is waiting for.
+        triggered = [(trigger, await rule_topics[trigger.rule].send(
+                         value=codec.encode_output("trigger", trigger.to_record(emitted_at)),
+                         partition=partition_for(trigger_key(trigger), n)))
+                     for trigger in fired.triggers]
         sends = []
         for topic, name, records, key in (
                 (sessions_topic, "session_update", session_updates(batch, emitted_at), "person_id"),
@@ -156,10 +161,6 @@ def register(app: faust.App, settings: Settings) -> None:
                 (decisions_topic, "trigger_decision", trigger_decisions(fired, emitted_at), "person_id")):
             for partition, chunk in by_partition(records, key, topic.partitions, per_record):
                 sends.append(await topic.send(value=codec.encode_outputs(name, chunk), partition=partition))
-        triggered = [(trigger, await rule_topics[trigger.rule].send(
-                         value=codec.encode_output("trigger", trigger.to_record(emitted_at)),
-                         partition=partition_for(trigger_key(trigger), n)))
-                     for trigger in fired.triggers]
         # Timestamped with the ingress append, so the sink can report freshness from it.
         sends += [await resolved_topic.send(value=value, partition=record.offset % n, timestamp=record.appended_s)
                   for record, value in resolved_values(out)]
@@ -222,7 +223,8 @@ def register(app: faust.App, settings: Settings) -> None:
 
     async def run_batch(records: list[AcceptedRecord], started: float) -> None:
         last_offset = records[-1].offset
-        await (await changelog.send(value=intent_record(last_offset), partition=0))
+        # The intent must be stored before any output; its round trip overlaps the processing.
+        intent = await changelog.send(value=intent_record(last_offset), partition=0)
         state.last_offset = last_offset
         fresh = [e for record in records for e in record.events
                  if not state.seen.is_duplicate(e["event_id"], e["occurred_at"])]
@@ -238,6 +240,7 @@ def register(app: faust.App, settings: Settings) -> None:
         metrics.STEP_SECONDS.labels("journey", "decode").inc(decoded - started)
         metrics.STEP_SECONDS.labels("journey", "process").inc(processed - decoded)
         metrics.STEP_SECONDS.labels("journey", "rules").inc(time.perf_counter() - processed)
+        await intent
         await publish(BatchOutput(batch, fired, records, [[e["event_id"], e["occurred_at"]] for e in fresh]))
 
     @app.timer(interval=settings.journey_idle_advance_ms / 4000)

@@ -66,8 +66,9 @@ def record_state(processor, engine) -> None:
     JOURNEY_PERSONS.set(len(processor.identity._members))
     JOURNEY_OPEN_SESSIONS.set(len(processor.sessions._by_id))
     JOURNEY_OPEN_VISITS.set(len(processor.visits._by_id))
-    RULES_PERSONS.set(len(engine._persons))
-    RULES_PENDING_TIMERS.set(len(engine._timers))
+    sizes = engine.state_sizes()
+    RULES_PERSONS.set(sizes["persons"])
+    RULES_PENDING_TIMERS.set(sizes["pending_timers"])
 
 
 TRIGGERS_PUBLISHED = Counter("o2o_triggers_published_total", "Triggers published on o2o.triggers.<rule>", ["rule"])

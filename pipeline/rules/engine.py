@@ -395,6 +395,10 @@ class RuleEngine:
             self._decide_all(candidates, out)
         return out
 
+    def state_sizes(self) -> dict[str, int]:
+        """How much state the engine holds (for the state-size gauges)."""
+        return {"persons": len(self._persons), "pending_timers": len(self._timers), "decided": len(self._decided)}
+
     def pending_timers(self) -> list[Trigger]:
         """Share invites and held firings waiting for their due time (trigger.fired_at), by due time."""
         return sorted((timer.trigger for timer in self._timers.values()), key=lambda t: (t.fired_at, t.trigger_id))

@@ -129,7 +129,8 @@ def test_restarted_worker_still_knows_accepted_event_ids_and_replay_accepts_fixe
     codec = EventCodec()
     topic = ingress_topics(pipeline_settings)["purchase"]
     purchase = {**event(1), "event_id": "order-1", "event_type": "purchase", "channel": "pos",
-                "occurred_at": NOW_MS + 120_000, "order_id": "o-1", "status": "paid", "amount_cents": 1999,
+                # Two minutes ahead of now (not of the module's import: the suite may run for long).
+                "occurred_at": int(time.time() * 1000) + 120_000, "order_id": "o-1", "status": "paid", "amount_cents": 1999,
                 "currency": "CNY", "items": []}
     for key in ("page", "sku", "category", "search_query", "campaign"):
         purchase.pop(key)
