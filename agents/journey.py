@@ -60,6 +60,7 @@ from pipeline.topics import (ACCEPTED, IDENTITY, JOURNEY_CHANGELOG, JOURNEY_PART
 occurred_at = itemgetter("occurred_at")
 SEEN_KEY = "seen"  # changelog key of the event ids a batch sessionised (for the journey's dedup)
 SEEN_PER_ITEM = 5_000
+RESOLVED_RECORD_BYTES = 512 * 1024  # accepted records per o2o.resolved record: well under the 1 MB limit
 RULES_PREFIX = "r."  # changelog keys of the rule engine's state
 
 
@@ -161,9 +162,9 @@ def register(app: faust.App, settings: Settings) -> None:
                 (decisions_topic, "trigger_decision", trigger_decisions(fired, emitted_at), "person_id")):
             for partition, chunk in by_partition(records, key, topic.partitions, per_record):
                 sends.append(await topic.send(value=codec.encode_outputs(name, chunk), partition=partition))
-        # Timestamped with the ingress append, so the sink can report freshness from it.
-        sends += [await resolved_topic.send(value=value, partition=record.offset % n, timestamp=record.appended_s)
-                  for record, value in resolved_values(out)]
+        # Timestamped with the earliest ingress append, so the sink can report freshness from it.
+        sends += [await resolved_topic.send(value=value, partition=partition, timestamp=appended_s)
+                  for partition, value, appended_s in resolved_values(out)]
         await asyncio.gather(*sends, *(sent for _, sent in triggered))
         outputs_done = time.perf_counter()
         observe_trigger_latency(out, [trigger for trigger, _ in triggered])
@@ -180,11 +181,24 @@ def register(app: faust.App, settings: Settings) -> None:
         metrics.record_state(state.processor, state.engine)
 
     def resolved_values(out: BatchOutput):
+        """(partition, record value, earliest ingress append) per partition: the batch's accepted
+        records as envelopes, spread over the partitions by offset."""
         person_of = {id(event): person for person, event in out.journey.resolved}
         late = {id(late_event.event) for late_event in out.journey.late}
+        chunks: dict[int, list[AcceptedRecord]] = {}
         for record in out.records:
-            yield record, codec.encode_outputs("resolved_events", [
-                resolved_envelope(record.value, record.offset, record.events, person_of, late)])
+            partition = record.offset % n
+            chunk = chunks.setdefault(partition, [])
+            if chunk and sum(len(r.value) for r in chunk) + len(record.value) > RESOLVED_RECORD_BYTES:
+                yield envelope_record(partition, chunk, person_of, late)
+                chunk = chunks[partition] = []
+            chunk.append(record)
+        for partition, chunk in chunks.items():
+            yield envelope_record(partition, chunk, person_of, late)
+
+    def envelope_record(partition: int, records: list[AcceptedRecord], person_of: dict, late: set):
+        envelopes = [resolved_envelope(r.value, r.offset, r.events, person_of, late) for r in records]
+        return partition, codec.encode_outputs("resolved_events", envelopes), min(r.appended_s for r in records)
 
     def observe_trigger_latency(out: BatchOutput, triggers: list) -> None:
         if not triggers or not out.records:

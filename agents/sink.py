@@ -167,7 +167,7 @@ def start_sinks(settings: Settings, stop: threading.Event) -> list[TableSink]:
         return [record for value in values for record in codec.decode_outputs(value)[1]]
 
     def events(values: list[bytes]) -> Rows:
-        return event_rows(codec, [codec.decode_outputs(value)[1][0] for value in values], int(time.time() * 1000))
+        return event_rows(codec, outputs(values), int(time.time() * 1000))
 
     def into(table: str) -> Callable[[Client, Rows], int]:
         return lambda client, rows: insert(client, table, rows)

@@ -65,12 +65,12 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
 
 
 def paced(settings: Settings, rate: float, seconds: float, report: Callable[[str], None],
-          **worker_env: str) -> dict[str, Any]:
+          groups: tuple[str, ...] = pipeline_e2e.WORKERS, **worker_env: str) -> dict[str, Any]:
     from pipeline.simulate import Mix, Simulation
     from pipeline.traffic import bounded, plan_start_ms, produce
 
     ready = pipeline_e2e.prepared(settings, f"paced-{uuid.uuid4().hex[:8]}")
-    workers = pipeline_e2e.Workers(ready, pipeline_e2e.Path(pipeline_e2e.tempfile.mkdtemp(prefix="o2o-paced-")),
+    workers = pipeline_e2e.Workers(ready, pipeline_e2e.Path(pipeline_e2e.tempfile.mkdtemp(prefix="o2o-paced-")), groups,
                                    **{"O2O_ALLOWED_LATENESS_MS": str(3_600_000), **worker_env})
     try:
         report("paced run: warming up the workers ...")
@@ -85,13 +85,17 @@ def paced(settings: Settings, rate: float, seconds: float, report: Callable[[str
         expected = summary.delivered + 100
         wait_until(lambda: workers.metric("o2o_journey_events_total") >= expected, 300, "the paced events processed")
         wait_until(lambda: pipeline_e2e.stored_events(ready) >= expected, 300, "the paced events stored")
-        insert_p99 = histogram_quantile(workers.samples(), "o2o_sink_insert_seconds", 0.99, 'table="events"')
+        samples = workers.samples()
+        insert_p99 = histogram_quantile(samples, "o2o_sink_insert_seconds", 0.99, 'table="events"')
+        cpu = workers.cpu_seconds()
     finally:
         workers.stop()
     appended = ingress_append_ms(ready)
     triggers, recognised_later = trigger_latencies_ms(ready, appended)
     fresh = freshness_ms(ready, appended)
-    return {"rate": rate, "seconds": seconds, "events": summary.delivered,
+    steps = {k.split("{", 1)[1].rstrip("}"): round(v, 2) for k, v in samples.items()
+             if k.startswith("o2o_step_seconds_total{")}
+    return {"rate": rate, "seconds": seconds, "events": summary.delivered, "cpu_s": cpu, "steps_s": steps,
             "achieved_rate": round(summary.events_per_s, 1),
             "trigger_latency_ms": {**summary_ms([v for values in triggers.values() for v in values]),
                                    "by_rule": {rule: summary_ms(values) for rule, values in sorted(triggers.items())},

@@ -52,11 +52,12 @@ def total(samples: dict[str, float], metric: str) -> float:
 class Workers:
     """`o2o worker` processes on `settings` (one per agent group), each with its metrics port."""
 
-    def __init__(self, settings: Settings, log_dir: Path, **env: str) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, groups: tuple[str, ...] = WORKERS, **env: str) -> None:
+        self.groups = groups
         self.ports: list[int] = []
         self.processes: list[subprocess.Popen] = []
         self.log_dir = log_dir
-        for i, agents in enumerate(WORKERS):
+        for i, agents in enumerate(groups):
             port = _free_port()
             worker_env = {**{k: v for k, v in os.environ.items() if not k.startswith("O2O_")},
                           **settings_env(settings), "O2O_METRICS_PORT": str(port), "O2O_WORKER_AGENTS": agents,
@@ -78,6 +79,14 @@ class Workers:
             for name, value in scrape(port).items():
                 merged[name] = merged.get(name, 0.0) + value
         return merged
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each worker process has used so far, by its agents."""
+        out = {}
+        for agents, process in zip(self.groups, self.processes):
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[agents] = round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+        return out
 
     def stop(self) -> None:
         for process in self.processes:
@@ -134,9 +143,11 @@ def run(settings: Settings, events: list[dict[str, Any]], layout: str, timeout_s
                    f"{NAME}: every event in ClickHouse", interval_s=0.1)
         meter.add(loaded.events)
         samples = workers.samples()
+        cpu = workers.cpu_seconds()
     finally:
         workers.stop()
     return meter.result(NAME, loaded, triggers=int(total(samples, "o2o_triggers_published_total")),
+                        cpu_s=cpu,
                         stored=stored_events(ready),
                         steps_s={k.split("{", 1)[1].rstrip("}"): round(v, 2) for k, v in samples.items()
                                  if k.startswith("o2o_step_seconds_total{")})
