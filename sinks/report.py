@@ -17,11 +17,10 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
+from sinks.errors import explain
 from sinks.kpis import REPORT_KPIS, Period, run_report
 
 # ClickHouse server error codes that mean "the warehouse schema is not there": run `o2o init`.
-_NO_SCHEMA = {60, 81}  # UNKNOWN_TABLE, UNKNOWN_DATABASE
-_BAD_LOGIN = {192, 193, 516}  # UNKNOWN_USER, WRONG_PASSWORD, AUTHENTICATION_FAILED
 
 
 class ReportError(Exception):
@@ -58,25 +57,15 @@ def report_document(settings: Any, period: Period, kpis: dict[str, list[dict[str
 def fetch_report(settings: Any, period: Period) -> dict[str, Any]:
     """Run every report KPI on the warehouse that `settings` name; raise ReportError saying what to do."""
     from clickhouse_driver import Client
-    from clickhouse_driver.errors import Error as ClickHouseError
-    from clickhouse_driver.errors import ServerException
 
-    where = f"ClickHouse at {settings.clickhouse_host}:{settings.clickhouse_port}"
     client = Client(**settings.clickhouse_client_kwargs(), connect_timeout=5, send_receive_timeout=300)
     try:
         kpis = run_report(client, period)
-    except ServerException as exc:
-        if exc.code in _NO_SCHEMA:
-            raise ReportError(f"{where} has no warehouse schema in database {settings.clickhouse_database!r} "
-                              f"({exc.message.splitlines()[0]}); run `o2o init` to create it, or check the "
-                              "clickhouse_database setting") from None
-        if exc.code in _BAD_LOGIN:
-            raise ReportError(f"{where} refused user {settings.clickhouse_user!r}: {exc.message.splitlines()[0]}; "
-                              "check the clickhouse_user and clickhouse_password settings") from None
-        raise ReportError(f"{where} rejected a KPI query: {exc.message.splitlines()[0]}") from None
-    except (ClickHouseError, OSError, EOFError) as exc:
-        raise ReportError(f"cannot reach {where} ({exc}); start the local stack with `o2o stack up`, or check the "
-                          "clickhouse_host and clickhouse_port settings") from None
+    except Exception as exc:
+        message = explain(exc, settings, "a KPI query")
+        if message is None:
+            raise
+        raise ReportError(message) from None
     finally:
         client.disconnect()
     return report_document(settings, period, kpis)

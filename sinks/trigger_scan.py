@@ -40,6 +40,7 @@ from typing import Any, Iterable
 
 from pipeline.rules import RuleEngine, RuleOutput
 from pipeline.rules.config import RulesConfig, RuleSpec
+from sinks.errors import explain
 from sinks.sql import quote_string
 
 PLACEHOLDERS: dict[str, tuple[str, ...]] = {
@@ -50,8 +51,6 @@ LATEST_MS = 4_102_444_800_000  # 2100-01-01: DateTime (UInt32 seconds) holds no 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _LOOKUP_CHUNK = 5_000
 # ClickHouse server error codes that need the user to act (sinks/report.py has the same).
-_NO_SCHEMA = {60, 81}  # UNKNOWN_TABLE, UNKNOWN_DATABASE
-_BAD_LOGIN = {192, 193, 516}  # UNKNOWN_USER, WRONG_PASSWORD, AUTHENTICATION_FAILED
 
 
 class ScanError(Exception):
@@ -182,25 +181,13 @@ def connect(settings: Any) -> Any:
 def evaluate_on(client: Any, settings: Any, rules_config: RulesConfig, now_ms: int,
                 names: Iterable[str] | None = None, skip_ids: Iterable[str] = ()) -> ScanReport:
     """`evaluate` on a clickhouse-driver client of the configured warehouse; ScanError says what to do."""
-    from clickhouse_driver.errors import Error as ClickHouseError
-    from clickhouse_driver.errors import ServerException
-
-    where = f"ClickHouse at {settings.clickhouse_host}:{settings.clickhouse_port}"
     try:
         return evaluate(client, settings, rules_config, now_ms, names, skip_ids)
-    except ServerException as exc:
-        first = exc.message.splitlines()[0] if exc.message else str(exc)
-        if exc.code in _NO_SCHEMA:
-            raise ScanError(f"{where} has no warehouse schema in database {settings.clickhouse_database!r} "
-                            f"({first}); run `o2o init` to create it, or check the clickhouse_database "
-                            "setting") from None
-        if exc.code in _BAD_LOGIN:
-            raise ScanError(f"{where} refused user {settings.clickhouse_user!r}: {first}; check the "
-                            "clickhouse_user and clickhouse_password settings") from None
-        raise ScanError(f"{where} rejected a trigger rule query: {first}") from None
-    except (ClickHouseError, OSError, EOFError) as exc:
-        raise ScanError(f"cannot reach {where} ({exc}); start the local stack with `o2o stack up`, or check "
-                        "the clickhouse_host and clickhouse_port settings") from None
+    except Exception as exc:
+        message = explain(exc, settings, "a trigger rule query")
+        if message is None:
+            raise
+        raise ScanError(message) from None
 
 
 def run_scan(settings: Any, now_ms: int, names: Iterable[str] | None = None,
