@@ -2,8 +2,10 @@
 
 Per batch of Kafka records: run the pure stage per input partition; send the accepted events (as
 batch records partitioned by routing key) and the dead letters, and wait for the broker's acks;
-only then append one changelog record per input partition: the event ids it accepted and the last
-input offset they reflect. Then the batch is acked and its offsets may be committed.
+only then append the changelog: per input partition, the event ids it accepted and the last input
+offset they reflect, in one record per partition *number* (the five ingress topics' partition p
+share changelog partition p: four records a batch rather than twenty, which matters on a broker
+that pays per record batch). Then the batch is acked and its offsets may be committed.
 
 Why this order: the dedup memory must never know an event whose output is not stored (a restart
 would call it a duplicate and lose it). After a crash between the two steps, the input is read
@@ -25,11 +27,10 @@ from faust.types import TP
 from agents import metrics
 from agents.changelog import read_partitions
 from pipeline.config import Settings
-from pipeline.events import EVENT_TYPES
 from pipeline.ingest import IngestResult, IngestStage, routing_key
 from pipeline.privacy import IdentifierHasher
 from pipeline.serde import EventCodec, registry_from_settings
-from pipeline.topics import ACCEPTED, DLQ, JOURNEY_PARTITIONS, INGEST_DEDUP_CHANGELOG, dedup_changelog_partition, ingress_topics, partition_for
+from pipeline.topics import ACCEPTED, DLQ, JOURNEY_PARTITIONS, INGEST_DEDUP_CHANGELOG, ingress_topics, partition_for
 
 
 def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
@@ -43,7 +44,7 @@ def register(app: faust.App, settings: Settings) -> None:
                         key_serializer="raw", value_serializer="raw")
     accepted = raw_topic(app, settings.topic(ACCEPTED), JOURNEY_PARTITIONS)
     dlq = raw_topic(app, settings.topic(DLQ), n)
-    changelog = raw_topic(app, settings.topic(INGEST_DEDUP_CHANGELOG), n * len(EVENT_TYPES))
+    changelog = raw_topic(app, settings.topic(INGEST_DEDUP_CHANGELOG), n)
     codec = EventCodec(registry_from_settings(settings))
     hasher = IdentifierHasher(settings.effective_hash_secret)
     policy = settings.validation_policy()
@@ -61,18 +62,19 @@ def register(app: faust.App, settings: Settings) -> None:
         return stage
 
     async def restore(tps: set[TP]) -> None:
-        by_log_partition = {dedup_changelog_partition(settings, tp.topic, tp.partition): tp for tp in tps}
         logs = await asyncio.get_running_loop().run_in_executor(
-            None, read_partitions, settings, changelog.get_topic_name(), sorted(by_log_partition))
-        for log_partition, records in logs.items():
-            tp = by_log_partition[log_partition]
-            dedup = settings.new_deduplicator()
+            None, read_partitions, settings, changelog.get_topic_name(), sorted({tp.partition for tp in tps}))
+        dedups = {tp: settings.new_deduplicator() for tp in tps}
+        for records in logs.values():
             for record in records:
-                entry = json.loads(record)
-                for event_id, occurred_at in entry["ids"]:
-                    dedup.is_duplicate(event_id, occurred_at)
-                restored_offsets[tp] = entry["offset"]
+                for entry in json.loads(record):
+                    tp = TP(entry["topic"], entry["partition"])
+                    if tp in dedups:
+                        for event_id, occurred_at in entry["ids"]:
+                            dedups[tp].is_duplicate(event_id, occurred_at)
+                        restored_offsets[tp] = entry["offset"]
             metrics.STATE_RESTORES.labels("ingest").inc(len(records))
+        for tp, dedup in dedups.items():
             stages[tp] = IngestStage(codec, hasher, policy, dedup)
 
     @app.on_partitions_revoked.connect
@@ -118,11 +120,12 @@ def register(app: faust.App, settings: Settings) -> None:
                         for dead in total.dead_letters]
             await asyncio.gather(*outputs)
             sent = time.perf_counter()
-            state = [await changelog.send(
-                        value=json.dumps({"offset": last_offsets[tp],
-                                          "ids": [[e["event_id"], e["occurred_at"]] for e in result.accepted]}).encode(),
-                        partition=dedup_changelog_partition(settings, tp.topic, tp.partition))
-                     for tp, result in by_partition.items()]
+            entries: dict[int, list[dict]] = defaultdict(list)
+            for tp, result in by_partition.items():
+                entries[tp.partition].append({"topic": tp.topic, "partition": tp.partition, "offset": last_offsets[tp],
+                                              "ids": [[e["event_id"], e["occurred_at"]] for e in result.accepted]})
+            state = [await changelog.send(value=json.dumps(group).encode(), partition=partition)
+                     for partition, group in entries.items()]
             await asyncio.gather(*state)
             metrics.STEP_SECONDS.labels("ingest", "process").inc(processed - started)
             metrics.STEP_SECONDS.labels("ingest", "outputs").inc(sent - processed)

@@ -69,15 +69,10 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(TRIGGER_LOG), n, retention, "every trigger decision, fired or suppressed"),
         TopicSpec(settings.topic(JOURNEY_CHANGELOG), JOURNEY_PARTITIONS, max(retention, 86_400_000),
                   "journey agent state: identities, open sessions and visits"),
-        # One changelog partition per ingress partition: index(type) * n + partition.
-        TopicSpec(settings.topic(INGEST_DEDUP_CHANGELOG), n * len(EVENT_TYPES), max(retention, 86_400_000),
+        # Changelog partition p holds the state of partition p of every ingress topic.
+        TopicSpec(settings.topic(INGEST_DEDUP_CHANGELOG), n, max(retention, 86_400_000),
                   "ingest agent state: event ids seen, per ingress partition"),
     ]
     specs += [TopicSpec(topic, n, retention, f"triggers of rule {rule}, keyed by person")
               for rule, topic in trigger_topics(settings).items()]
     return specs
-
-
-def dedup_changelog_partition(settings: Settings, topic: str, partition: int) -> int:
-    types = list(ingress_topics(settings).values())
-    return types.index(topic) * settings.topic_partitions + partition
