@@ -322,6 +322,8 @@ def start_worker(pipeline_settings: Settings, tmp_path: Path) -> Iterator[Callab
     yield start
     for worker in workers:
         worker.stop()
+        # Shown by pytest only when the test failed ("Captured stdout teardown"): what the worker said.
+        print(f"--- {worker.log_path.name} (exit {worker.process.returncode}), last lines:\n{worker.log_tail()}")
 
 
 def wait_for(condition: Callable[[], object], timeout_s: float = 60.0, what: str = "condition",
