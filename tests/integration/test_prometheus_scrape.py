@@ -125,8 +125,10 @@ def test_prometheus_scrapes_a_running_worker_and_its_pipeline_metrics(pipeline_s
     now = int(time.time() * 1000)
     events = [{"event_id": f"prom-{i}", "event_type": "browse", "occurred_at": now - 60_000, "channel": "app",
                "member_id": f"m-{i}", "sku": f"sku-{i}"} for i in range(5)]
+    # One key: the copy of events[0] must reach the partition of the original to count as a duplicate
+    # (deduplication is per partition; the SDK routes by identity, a bare produce by key).
     produce(pipeline_settings, ingress_topics(pipeline_settings)["browse"],
-            [codec.encode(e) for e in events] + [codec.encode(events[0]), b"not an event"])
+            [codec.encode(e) for e in events] + [codec.encode(events[0]), b"not an event"], key=lambda _: b"prom")
     worker = start_worker()
     wait_for(lambda: worker.total("o2o_events_accepted_total") >= 5 and worker.total("o2o_dead_letters_total") >= 1
              and worker.total("o2o_duplicates_total") >= 1, 90, "the worker to process the events")
