@@ -186,13 +186,16 @@ def register(app: faust.App, settings: Settings) -> None:
         person_of = {id(event): person for person, event in out.journey.resolved}
         late = {id(late_event.event) for late_event in out.journey.late}
         chunks: dict[int, list[AcceptedRecord]] = {}
+        sizes: dict[int, int] = {}
         for record in out.records:
             partition = record.offset % n
             chunk = chunks.setdefault(partition, [])
-            if chunk and sum(len(r.value) for r in chunk) + len(record.value) > RESOLVED_RECORD_BYTES:
+            if chunk and sizes[partition] + len(record.value) > RESOLVED_RECORD_BYTES:
                 yield envelope_record(partition, chunk, person_of, late)
                 chunk = chunks[partition] = []
+                sizes[partition] = 0
             chunk.append(record)
+            sizes[partition] = sizes.get(partition, 0) + len(record.value)
         for partition, chunk in chunks.items():
             yield envelope_record(partition, chunk, person_of, late)
 

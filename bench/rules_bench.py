@@ -21,7 +21,7 @@ import pstats
 import time
 from typing import Any
 
-from core_bench import synthetic_stream
+from core_bench import set_gc, synthetic_stream
 
 from pipeline.journey import JourneyProcessor
 from pipeline.rules import RuleEngine, load_rules
@@ -76,14 +76,7 @@ def main() -> None:
     began = time.perf_counter()
     events = synthetic_stream(args.events)
     print(f"generated {len(events):,} events in {time.perf_counter() - began:.1f}s", flush=True)
-    gc.collect()
-    gc.freeze()  # the pre-built input is not part of the cost (see core_bench)
-    if args.gc == "tuned":
-        # Full collections walk all journey and rule state, and happen each time that state grew
-        # by a quarter: a run from empty state pays them over and over, a steady agent rarely.
-        gc.set_threshold(100_000, 50, 100)
-    elif args.gc == "off":
-        gc.disable()
+    set_gc(args.gc)  # the pre-built input is not part of the cost
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

@@ -19,8 +19,10 @@ real workers running, warmed up first):
 
 from __future__ import annotations
 
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 from bench.baselines import naive_faust, pipeline_e2e, quix, raw_limit
@@ -70,7 +72,7 @@ def paced(settings: Settings, rate: float, seconds: float, report: Callable[[str
     from pipeline.traffic import bounded, plan_start_ms, produce
 
     ready = pipeline_e2e.prepared(settings, f"paced-{uuid.uuid4().hex[:8]}")
-    workers = pipeline_e2e.Workers(ready, pipeline_e2e.Path(pipeline_e2e.tempfile.mkdtemp(prefix="o2o-paced-")), groups,
+    workers = pipeline_e2e.Workers(ready, Path(tempfile.mkdtemp(prefix="o2o-paced-")), groups,
                                    **{"O2O_ALLOWED_LATENESS_MS": str(3_600_000), **worker_env})
     try:
         report("paced run: warming up the workers ...")
