@@ -12,11 +12,12 @@ Committed offsets come from an OffsetFetch (`AdminClient.list_consumer_group_off
 watermarks come from Fetch responses, NOT from ListOffsets (`get_watermark_offsets` without the
 cache, `end_offsets()`): the local broker, Tansu 0.6.0, answers ListOffsets(latest) with the base
 offset of the last record batch + 1, which under-reports whenever that batch holds several records
-(DESIGN.md). So a *tail* consumer of its own (assign() only, it never joins a group) follows every
-watched partition from its end and throws the records away; librdkafka keeps the high watermark of
-each Fetch response, which `get_watermark_offsets(cached=True)` returns. Right on Tansu and on
-Apache Kafka alike. The tail costs one extra read of the watched topics' new records; records
-carry many events (DESIGN.md), so that is a few records per second per partition.
+(DESIGN.md). So each round a *probe* consumer of its own (assign() only, it never joins a group)
+starts every watched partition at its end and waits for end-of-partition: on Tansu that Fetch
+returns at most the last record batch, on Apache Kafka nothing, and librdkafka keeps each Fetch
+response's high watermark, which `get_watermark_offsets(cached=True)` returns. Right on Tansu and
+on Apache Kafka alike. The probe then lets go of the partitions until the next round: following
+them between rounds would make the broker serve every record a second time.
 
 Several workers running the same agents report the same groups: aggregate with `max`, not `sum`.
 The monitor only observes; a failure is logged and retried, it never stops the worker.
@@ -29,7 +30,7 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import OFFSET_END, Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from agents import metrics
@@ -72,45 +73,52 @@ class LagMonitor(threading.Thread):
     def run(self) -> None:
         config = self.settings.kafka_client_config()
         admin = AdminClient({**config, "log_level": 0})
-        tail = Consumer({
+        probe = Consumer({
             **config,
             "group.id": f"{self.settings.topic_prefix}-lag-{uuid.uuid4().hex[:8]}",  # never joined: assign() only
             "enable.auto.commit": False,
-            "fetch.wait.max.ms": 250,                # an empty Fetch answer still carries the high watermark
-            "queued.max.messages.kbytes": 4096,      # the records are thrown away: keep little of them
+            "enable.partition.eof": True,            # tells when a partition's Fetch answer has come
+            "fetch.wait.max.ms": 100,
         })
         try:
-            next_report = 0.0
-            while not self.stop.is_set():
-                tail.consume(num_messages=10_000, timeout=0.25)  # keeps Fetch answers (watermarks) coming
-                now = time.monotonic()
-                if now < next_report:
-                    continue
-                next_report = now + self.interval_s
+            while not self.stop.wait(self.interval_s):
                 try:
-                    self.follow_new_partitions(tail)
-                    self.report(admin, tail)
+                    self.follow_new_partitions(probe)
+                    self.report(admin, self.watermarks(probe))
                 except Exception as exc:  # broker restarting, topic not created yet: try again next round
                     log.debug("consumer lag not updated: %s", exc)
         except Exception:
             log.exception("the consumer-lag monitor stopped; o2o_consumer_lag is no longer updated")
         finally:
-            tail.close()
+            probe.close()
 
-    def follow_new_partitions(self, tail: Consumer) -> None:
+    def follow_new_partitions(self, probe: Consumer) -> None:
         wanted = {topic for topics in self.groups.values() for topic in topics}
         if all(topic in self.partitions for topic in wanted):
             return
-        metadata = tail.list_topics(timeout=5).topics  # all topics: naming one may auto-create it
-        new = []
+        metadata = probe.list_topics(timeout=5).topics  # all topics: naming one may auto-create it
         for topic in sorted(wanted - set(self.partitions)):
             if topic in metadata and metadata[topic].error is None:
                 self.partitions[topic] = sorted(metadata[topic].partitions)
-                new += [TopicPartition(topic, p, OFFSET_END) for p in self.partitions[topic]]
-        if new:
-            tail.incremental_assign(new)
 
-    def report(self, admin: AdminClient, tail: Consumer) -> None:
+    def watermarks(self, probe: Consumer, timeout_s: float = 5.0) -> dict[tuple[str, int], tuple[int, int]]:
+        """{(topic, partition): (low, high) watermarks} from one Fetch answer per watched partition."""
+        tps = [TopicPartition(t, p, OFFSET_END) for t, partitions in self.partitions.items() for p in partitions]
+        waiting = {(tp.topic, tp.partition) for tp in tps}
+        probe.assign(tps)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while waiting and time.monotonic() < deadline and not self.stop.is_set():
+                for message in probe.consume(num_messages=10_000, timeout=0.2):
+                    error = message.error()
+                    if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                        waiting.discard((message.topic(), message.partition()))
+            return {(tp.topic, tp.partition): probe.get_watermark_offsets(tp, cached=True)
+                    for tp in tps if (tp.topic, tp.partition) not in waiting}
+        finally:
+            probe.unassign()
+
+    def report(self, admin: AdminClient, watermarks: dict[tuple[str, int], tuple[int, int]]) -> None:
         for group, topics in self.groups.items():
             tps = [TopicPartition(t, p) for t in topics if t in self.partitions for p in self.partitions[t]]
             if not tps:
@@ -120,7 +128,7 @@ class LagMonitor(threading.Thread):
             lags: dict[str, int] = {}
             unknown: set[str] = set()
             for tp in tps:
-                low, high = tail.get_watermark_offsets(tp, cached=True)
+                low, high = watermarks.get((tp.topic, tp.partition), (UNKNOWN, UNKNOWN))
                 if high == UNKNOWN:  # no Fetch answer for this partition yet: report the topic later
                     unknown.add(tp.topic)
                     continue

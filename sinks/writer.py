@@ -15,6 +15,7 @@ replayed after a restart, changes no query result.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from typing import Any, Iterable, Mapping
 
 from sinks.sql import sql_literal
@@ -81,13 +82,19 @@ def apply_person_merges(client: Any, merges: Iterable[Mapping[str, Any]],
         "SELECT person_id, merged_into FROM person_map "
         f"WHERE person_id IN ({names}) OR merged_into IN ({names})",
         settings={"max_query_size": 4 * len(names) + 65_536}))
+    pointing_at: dict[str, dict[str, None]] = defaultdict(dict)  # target -> persons mapped to it, in order
+    for person, target in current.items():
+        pointing_at[target][person] = None
     rows: list[dict[str, Any]] = []
     version = clock_ns()
 
     def link(source: str, target: str, merge: Mapping[str, Any]) -> None:
         nonlocal version
         version += 1
+        if source in current:
+            pointing_at[current[source]].pop(source, None)
         current[source] = target
+        pointing_at[target][source] = None
         rows.append({"from_person": source, "to_person": target, "at": merge["at"],
                      "event_id": merge.get("event_id") or "", "version": version})
 
@@ -100,8 +107,8 @@ def apply_person_merges(client: Any, merges: Iterable[Mapping[str, Any]],
         if target == source:
             continue
         link(source, target, merge)
-        for other, pointed in list(current.items()):
-            if pointed == source and other != source:
+        for other in list(pointing_at[source]):
+            if other != source:
                 link(other, target, merge)
     insert(client, "identity_links", rows)
     return rows
