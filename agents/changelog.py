@@ -9,11 +9,11 @@ Tansu and on Apache Kafka alike.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Iterator
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.config import Settings
@@ -89,10 +89,10 @@ CHUNK_BYTES = 256 * 1024
 def changelog_group(offset: int, changes: list[tuple[str, object]]) -> list[bytes]:
     """Record values for one flush: chunks of changes, the last carrying `offset`."""
     records: list[bytes] = []
-    chunk: list[str] = []
+    chunk: list[bytes] = []
     size = 0
     for key, value in changes:
-        item = json.dumps([key, value], separators=(",", ":"))
+        item = orjson.dumps([key, value], option=orjson.OPT_NON_STR_KEYS)
         if chunk and size + len(item) > CHUNK_BYTES:
             records.append(_group_record(chunk, None))
             chunk, size = [], 0
@@ -102,8 +102,8 @@ def changelog_group(offset: int, changes: list[tuple[str, object]]) -> list[byte
     return records
 
 
-def _group_record(items: list[str], offset: int | None) -> bytes:
-    return ('{"offset":%s,"changes":[%s]}' % ("null" if offset is None else offset, ",".join(items))).encode()
+def _group_record(items: list[bytes], offset: int | None) -> bytes:
+    return b'{"offset":%s,"changes":[%s]}' % (b"null" if offset is None else b"%d" % offset, b",".join(items))
 
 
 def intent_record(last_offset: int) -> bytes:
@@ -122,7 +122,7 @@ def replay_changelog(values: list[bytes]) -> tuple[list[tuple[str, object]], int
     pending: list[tuple[str, object]] = []
     offset = intent = None
     for value in values:
-        record = json.loads(value)
+        record = orjson.loads(value)
         if "intent" in record:
             intent, pending = record["intent"], []
             continue

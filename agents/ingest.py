@@ -16,12 +16,12 @@ at or below the changelog's offset, so its counts match the first run exactly.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import defaultdict
 from typing import Any
 
 import faust
+import orjson
 from faust.types import TP
 
 from agents import metrics
@@ -31,6 +31,9 @@ from pipeline.ingest import IngestResult, IngestStage, routing_key
 from pipeline.privacy import IdentifierHasher
 from pipeline.serde import EventCodec, registry_from_settings
 from pipeline.topics import ACCEPTED, DLQ, JOURNEY_PARTITIONS, INGEST_DEDUP_CHANGELOG, ingress_topics, partition_for
+
+# The journey wraps accepted records into o2o.resolved records of 512 KiB: keep both under 1 MB.
+ACCEPTED_RECORD_BYTES = 512 * 1024
 
 
 def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
@@ -67,7 +70,7 @@ def register(app: faust.App, settings: Settings) -> None:
         dedups = {tp: settings.new_deduplicator() for tp in tps}
         for records in logs.values():
             for record in records:
-                for entry in json.loads(record):
+                for entry in orjson.loads(record):
                     tp = TP(entry["topic"], entry["partition"])
                     if tp in dedups:
                         for event_id, occurred_at in entry["ids"]:
@@ -124,7 +127,7 @@ def register(app: faust.App, settings: Settings) -> None:
             for tp, result in by_partition.items():
                 entries[tp.partition].append({"topic": tp.topic, "partition": tp.partition, "offset": last_offsets[tp],
                                               "ids": [[e["event_id"], e["occurred_at"]] for e in result.accepted]})
-            state = [await changelog.send(value=json.dumps(group).encode(), partition=partition)
+            state = [await changelog.send(value=orjson.dumps(group), partition=partition)
                      for partition, group in entries.items()]
             await asyncio.gather(*state)
             metrics.STEP_SECONDS.labels("ingest", "process").inc(processed - started)
@@ -135,12 +138,24 @@ def register(app: faust.App, settings: Settings) -> None:
 
 def encode_accepted(codec: EventCodec, events: list[dict], partitions: int, per_record: int,
                     appended: dict[str, float]):
-    """(partition, batch record value, earliest ingress timestamp) triples: events grouped by
-    routing partition and type; `appended` maps event id -> ingress record timestamp (s)."""
-    groups: dict[tuple[int, str], list[dict]] = defaultdict(list)
+    """(partition, record value, earliest ingress timestamp) triples: events grouped by routing
+    partition, `per_record` at most per record and within ACCEPTED_RECORD_BYTES; `appended` maps
+    event id -> ingress record timestamp (s)."""
+    groups: dict[int, list[dict]] = defaultdict(list)
     for event in events:
-        groups[(partition_for(routing_key(event), partitions), event["event_type"])].append(event)
-    for (partition, _), group in groups.items():
+        groups[partition_for(routing_key(event), partitions)].append(event)
+    for partition, group in groups.items():
         for start in range(0, len(group), per_record):
-            chunk = group[start:start + per_record]
-            yield partition, codec.encode_batch(chunk), min(appended[e["event_id"]] for e in chunk)
+            for chunk, value in fitting_values(codec, group[start:start + per_record]):
+                yield partition, value, min(appended[e["event_id"]] for e in chunk)
+
+
+def fitting_values(codec: EventCodec, chunk: list[dict]):
+    """(events, value) pairs for `chunk`, halved until each value fits ACCEPTED_RECORD_BYTES."""
+    value = codec.encode_accepted(chunk)
+    if len(value) <= ACCEPTED_RECORD_BYTES or len(chunk) == 1:
+        yield chunk, value
+        return
+    half = len(chunk) // 2
+    yield from fitting_values(codec, chunk[:half])
+    yield from fitting_values(codec, chunk[half:])

@@ -227,7 +227,7 @@ def register(app: faust.App, settings: Settings) -> None:
                     if message.offset <= state.restored_offset:
                         continue  # reflected in the restored state, and its outputs were published
                     decoded = AcceptedRecord(message.offset, message.timestamp or time.time(), message.value,
-                                             codec.decode(message.value))
+                                             codec.decode_accepted(message.value))
                     if state.replay_until is not None:
                         state.replay.append(decoded)
                         if message.offset == state.replay_until:  # the interrupted batch is whole again

@@ -100,6 +100,10 @@ def main() -> None:
     rate("decode, one event per record", n, lambda: [codec.decode(v) for v in singles])
     rate(f"encode, batches of {args.batch}", n, lambda: [codec.encode_batch(b) for b in batches])
     rate(f"decode, batches of {args.batch}", n, lambda: [codec.decode(v) for v in batched])
+    accepted = [codec.encode_accepted(b) for b in batches]
+    print(f"bytes/event: accepted (JSON) {sum(map(len, accepted)) / n:.1f}")
+    rate(f"encode accepted (JSON), batches of {args.batch}", n, lambda: [codec.encode_accepted(b) for b in batches])
+    rate(f"decode accepted (JSON), batches of {args.batch}", n, lambda: [codec.decode_accepted(v) for v in accepted])
     rate("validate (dict in, normalised dict out)", n, lambda: [validate(r, NOW_MS) for r in raws])
     rate("validate + hash identifiers + dedup", n, lambda: _ingest(raws, IdentifierHasher(b"bench-secret")))
 

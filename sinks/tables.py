@@ -135,7 +135,7 @@ class Table:
     def rows(self, records: Iterable[Record]) -> list[list[Any]]:
         """Columnar data for `client.execute(insert_sql, columns, columnar=True)`."""
         records = records if isinstance(records, (list, tuple)) else list(records)
-        return [[column.get(r) for r in records] for column in self.insert_columns]  # type: ignore[misc]
+        return [_values(column.get, records) for column in self.insert_columns]  # type: ignore[misc]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +194,26 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """A record's field as is (None when absent): the most common column value."""
+
+    key: str
+
+    def __call__(self, r: Record) -> Any:
+        return r.get(self.key)
+
+
 def _get(key: str) -> Callable[[Record], Any]:
-    return lambda r: r.get(key)
+    return _Field(key)
+
+
+def _values(get: Callable[[Record], Any], records: list[Record] | tuple[Record, ...]) -> list[Any]:
+    """One column's values; a plain field is read inline (a call per row costs more than the read)."""
+    if type(get) is _Field:
+        key = get.key
+        return [r.get(key) for r in records]
+    return [get(r) for r in records]
 
 
 def _required(table: str, key: str) -> Callable[[Record], Any]:

@@ -37,7 +37,7 @@ def event_rows(codec: Any, envelopes: Iterable[Mapping[str, Any]], ingested_at: 
     dropped) are left out."""
     rows: list[dict[str, Any]] = []
     for envelope in envelopes:
-        events = codec.decode(envelope["events"])
+        events = codec.decode_accepted(envelope["events"])
         for event, person, late in zip(events, envelope["person_ids"], envelope["late"]):
             if person:
                 event["person_id"], event["late"], event["ingested_at"] = person, late, ingested_at

@@ -45,7 +45,7 @@ def read_all(settings, logical: str) -> list:
 
 def accepted_events(settings) -> list[dict]:
     codec = EventCodec()
-    return [e for m in read_all(settings, ACCEPTED) for e in codec.decode(m.value())]
+    return [e for m in read_all(settings, ACCEPTED) for e in codec.decode_accepted(m.value())]
 
 
 def test_every_record_is_accepted_duplicate_or_dead_letter_and_the_agent_survives_garbage(

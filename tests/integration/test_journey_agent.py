@@ -54,7 +54,7 @@ def reference_sessions(settings, **overrides) -> list[dict]:
     """The pure core over all accepted events in event-time order, closed at the end."""
     settings = settings.model_copy(update=overrides)
     codec = EventCodec()
-    events = [e for m in read_to_end(settings, settings.topic(ACCEPTED)) for e in codec.decode(m.value())]
+    events = [e for m in read_to_end(settings, settings.topic(ACCEPTED)) for e in codec.decode_accepted(m.value())]
     # Each event once: a crashed ingest may have re-sent some, and the journey drops repeats.
     events = list({e["event_id"]: e for e in reversed(events)}.values())
     events.sort(key=lambda e: e["occurred_at"])

@@ -187,6 +187,27 @@ def test_generated_events_round_trip_singly_and_in_batches(raws):
     assert CODEC.decode(CODEC.encode_batch(same_type)) == same_type
 
 
+@given(st.lists(raw_events(raw_identifiers=False), min_size=1, max_size=8))
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+def test_accepted_records_round_trip_mixed_types_as_the_avro_records_would(raws):
+    events = [normalised(raw) for raw in raws]
+    assert CODEC.decode_accepted(CODEC.encode_accepted(events)) == events
+    for event in events:
+        assert CODEC.decode_accepted(CODEC.encode(event)) == [event]  # Avro, as older workers wrote
+
+
+@pytest.mark.parametrize("value", [b"", b"\x01junk", b"{}", b'{"events": []}', b"[1, 2]", b'[{"event_id": "x"}]'])
+def test_an_accepted_record_that_is_no_json_array_of_events_is_malformed(value):
+    with pytest.raises(DecodeError) as raised:
+        CODEC.decode_accepted(value)
+    assert raised.value.reason == "malformed"
+
+
+def test_encode_accepted_refuses_an_event_with_a_raw_mac():
+    with pytest.raises(ValueError, match="raw 'wifi_mac'"):
+        CODEC.encode_accepted([dict(sample("wifi_checkin"), wifi_mac="aa:bb:cc:00:11:22")])
+
+
 # --- raw identifiers ----------------------------------------------------------------------------
 
 def test_encode_refuses_an_event_with_a_raw_mac():
