@@ -38,10 +38,10 @@ when it arrives out of order.
 from __future__ import annotations
 
 import hashlib
-import heapq
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from pipeline.deadlines import DeadlineIndex
 from pipeline.events import ENUMS, EVENT_TYPES
 from pipeline.events import format_occurred_at as iso_utc
 
@@ -236,7 +236,7 @@ class SessionTracker:
         self._gap, self._max_length = policy.gap_ms, policy.max_length_ms  # read per event
         self._open: dict[str, list[Session]] = {}
         self._by_id: dict[str, Session] = {}
-        self._close_heap: list[tuple[int, str]] = []  # (end + gap, session_id); stale entries re-checked
+        self._deadlines = DeadlineIndex()  # (end + gap, session_id); stale entries re-checked
         # Changed and still open since drain(); keyed by the object (no id string to fetch), ordered.
         self.updated: dict[Session, None] = {}
         self.closed: list[Session] = []
@@ -298,7 +298,7 @@ class SessionTracker:
             session_id = stable_id(session_id, "next")
         session = Session(session_id, person_id, t)
         self._by_id[session.session_id] = session
-        heapq.heappush(self._close_heap, (t + self.policy.gap_ms, session.session_id))
+        self._deadlines.push(t + self.policy.gap_ms, session.session_id)
         return session
 
     def _forget(self, session: Session) -> None:
@@ -321,7 +321,7 @@ class SessionTracker:
             mine = self._open.setdefault(person_id, [])
             incoming.person_id = person_id
             self._by_id[incoming.session_id] = incoming
-            heapq.heappush(self._close_heap, (incoming.end + self.policy.gap_ms, incoming.session_id))
+            self._deadlines.push(incoming.end + self.policy.gap_ms, incoming.session_id)
             _insert_sorted(mine, incoming)
             merged = incoming
             while (other := self._mergeable_neighbour(mine, merged)) is not None:
@@ -340,21 +340,20 @@ class SessionTracker:
 
     def close_before(self, cutoff_ms: int) -> None:
         """Close every session with end + gap < cutoff: no accepted event can reach it any more."""
-        heap, gap, by_id = self._close_heap, self.policy.gap_ms, self._by_id
-        pop, push = heapq.heappop, heapq.heappush
-        while heap and heap[0][0] < cutoff_ms:
-            session = by_id.get(pop(heap)[1])
+        deadlines, gap, by_id = self._deadlines, self.policy.gap_ms, self._by_id
+        for _, session_id in deadlines.pop_before(cutoff_ms):
+            session = by_id.get(session_id)
             if session is None:
-                continue  # absorbed, moved or already closed; a fresher heap entry exists if moved
+                continue  # absorbed, moved or already closed; a fresher entry exists if moved
             if session.end + gap >= cutoff_ms:
-                push(heap, (session.end + gap, session.session_id))  # it grew since it was pushed
+                deadlines.push(session.end + gap, session_id)  # it grew since it was pushed
             else:
                 self._close(session)
 
     def close_all(self) -> None:
         for session in list(self._by_id.values()):
             self._close(session)
-        self._close_heap.clear()
+        self._deadlines.clear()
 
     def _close(self, session: Session) -> None:
         sessions = self._open[session.person_id]
@@ -386,7 +385,7 @@ class SessionTracker:
             session = Session.from_record(record)
             self._by_id[session.session_id] = session
             _insert_sorted(self._open.setdefault(session.person_id, []), session)
-            heapq.heappush(self._close_heap, (session.end + self.policy.gap_ms, session.session_id))
+            self._deadlines.push(session.end + self.policy.gap_ms, session.session_id)
 
 
 def _start_order(session: Session) -> tuple[int, str]:

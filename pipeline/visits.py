@@ -34,10 +34,10 @@ the caller) passes end + timeout, or passes end for a visit ended by a disassoci
 from __future__ import annotations
 
 import bisect
-import heapq
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from pipeline.deadlines import DeadlineIndex
 from pipeline.events import format_occurred_at as iso_utc
 from pipeline.sessions import stable_id
 
@@ -160,7 +160,7 @@ class VisitTracker:
         self._timeout = policy.timeout_ms  # read per event
         self._open: dict[str, dict[str, list[Visit]]] = {}  # person -> store -> visits sorted by start
         self._by_id: dict[str, Visit] = {}
-        self._close_heap: list[tuple[int, str]] = []        # (closing deadline, visit_id)
+        self._deadlines = DeadlineIndex()                    # (closing deadline, visit_id)
         self.updated: dict[Visit, None] = {}  # changed and still open since drain(), in order
         self.closed: list[Visit] = []
         self.absorbed: list[tuple[str, str]] = []
@@ -181,8 +181,8 @@ class VisitTracker:
             if t >= last.end and not last.ended and t - last.end <= timeout:
                 visit = last  # in order, within the timeout: the usual case
                 visit.extend(checkin)
-                if checkin[LEAVES]:  # its deadline moved earlier: the heap only re-checks later ones
-                    heapq.heappush(self._close_heap, (self._deadline(visit), visit.visit_id))
+                if checkin[LEAVES]:  # its deadline moved earlier: stale entries are only re-checked later
+                    self._deadlines.push(self._deadline(visit), visit.visit_id)
             elif t > last.end + timeout or (last.ended and t > last.end):
                 visit = self._start(person_id, store_id, [checkin])
                 visits.append(visit)
@@ -241,7 +241,7 @@ class VisitTracker:
 
     def _remember(self, visit: Visit) -> None:
         self._by_id[visit.visit_id] = visit
-        heapq.heappush(self._close_heap, (self._deadline(visit), visit.visit_id))
+        self._deadlines.push(self._deadline(visit), visit.visit_id)
 
     def _forget(self, visit: Visit) -> None:
         del self._by_id[visit.visit_id]
@@ -278,22 +278,21 @@ class VisitTracker:
     # --- closing -----------------------------------------------------------------------------------
 
     def close_before(self, cutoff_ms: int) -> None:
-        heap = self._close_heap
-        while heap and heap[0][0] < cutoff_ms:
-            _, visit_id = heapq.heappop(heap)
+        deadlines = self._deadlines
+        for _, visit_id in deadlines.pop_before(cutoff_ms):
             visit = self._by_id.get(visit_id)
             if visit is None:
                 continue
             deadline = self._deadline(visit)
             if deadline >= cutoff_ms:
-                heapq.heappush(heap, (deadline, visit_id))
+                deadlines.push(deadline, visit_id)
                 continue
             self._close(visit)
 
     def close_all(self) -> None:
         for visit in list(self._by_id.values()):
             self._close(visit)
-        self._close_heap.clear()
+        self._deadlines.clear()
 
     def _close(self, visit: Visit) -> None:
         stores = self._open[visit.person_id]

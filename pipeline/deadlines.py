@@ -1,0 +1,66 @@
+"""Deadlines: (deadline ms, id) entries, taken out in order once a cutoff passes them.
+
+The session and visit trackers close by these. A heap would do, but with tens of thousands of
+open sessions every pop sifts through some fifteen levels of entries that are cold in the cache,
+and comparing two epoch-ms ints is a slow path in CPython (they do not fit one digit). Here an
+entry is appended to the list of its bucket (about a second of deadlines), and `pop_before` sorts
+only the few entries of each expired bucket. What comes out is what heappop would give: every
+entry with deadline < cutoff, in (deadline, id) order, so closing order does not change.
+"""
+
+from __future__ import annotations
+
+BUCKET_BITS = 10  # buckets of 1,024 ms: a handful of entries each; a shift is cheaper than //
+
+Deadline = tuple[int, str]  # (deadline ms, id)
+
+
+class DeadlineIndex:
+    """Entries filed by deadline bucket; lazy like a heap: stale entries are the caller's to skip."""
+
+    __slots__ = ("_buckets", "_lowest")
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, list[Deadline]] = {}  # deadline >> BUCKET_BITS -> entries
+        self._lowest: int | None = None                 # no bucket below this one holds entries
+
+    def push(self, deadline: int, key: str) -> None:
+        bucket = deadline >> BUCKET_BITS
+        entries = self._buckets.get(bucket)
+        if entries is None:
+            self._buckets[bucket] = [(deadline, key)]
+            if self._lowest is None or bucket < self._lowest:
+                self._lowest = bucket
+        else:
+            entries.append((deadline, key))
+
+    def pop_before(self, cutoff: int) -> list[Deadline]:
+        """Remove and return the entries with deadline < cutoff, sorted by (deadline, id)."""
+        lowest, buckets = self._lowest, self._buckets
+        at_cutoff = cutoff >> BUCKET_BITS  # the bucket the cutoff falls in: split, not taken whole
+        if lowest is None or lowest > at_cutoff:
+            return []
+        expired: list[Deadline] = []
+        for bucket in self._buckets_between(lowest, at_cutoff):
+            entries = buckets.pop(bucket)
+            entries.sort()  # buckets come in order: sorting within each one orders them all
+            expired += entries
+        split = buckets.get(at_cutoff)
+        if split:
+            due = sorted(entry for entry in split if entry[0] < cutoff)
+            if due:
+                expired += due
+                split[:] = [entry for entry in split if entry[0] >= cutoff]
+        self._lowest = at_cutoff if buckets else None
+        return expired
+
+    def _buckets_between(self, lowest: int, at_cutoff: int) -> list[int]:
+        """The filed buckets in [lowest, at_cutoff), in order; by range while buckets are dense
+        (a watermark that moves by seconds), by sorting when the cutoff jumps far (close to idle)."""
+        if at_cutoff - lowest <= len(self._buckets):
+            return [bucket for bucket in range(lowest, at_cutoff) if bucket in self._buckets]
+        return sorted(bucket for bucket in self._buckets if bucket < at_cutoff)
+
+    def clear(self) -> None:
+        self._buckets.clear()
+        self._lowest = None
