@@ -79,7 +79,7 @@ class TableSink(threading.Thread):
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": settings.kafka_session_timeout_ms,
-            "fetch.wait.max.ms": settings.kafka_fetch_max_wait_ms,
+            "fetch.wait.max.ms": settings.sink_fetch_max_wait_ms,
         })
         client = Client(**settings.clickhouse_client_kwargs(), connect_timeout=3, send_receive_timeout=60)
         consumer.subscribe([self.topic])
