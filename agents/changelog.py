@@ -87,7 +87,10 @@ CHUNK_BYTES = 256 * 1024
 
 
 def changelog_group(offset: int, changes: list[tuple[str, object]]) -> list[bytes]:
-    """Record values for one flush: chunks of changes, the last carrying `offset`."""
+    """Record values for one flush: chunks of changes, the last carrying `offset`.
+
+    Values are JSON data whose integers fit in 64 bits (orjson raises TypeError on larger ones
+    rather than write what it would read back as a float)."""
     records: list[bytes] = []
     chunk: list[bytes] = []
     size = 0

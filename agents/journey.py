@@ -206,12 +206,14 @@ def register(app: faust.App, settings: Settings) -> None:
     def observe_trigger_latency(out: BatchOutput, triggers: list) -> None:
         if not triggers or not out.records:
             return
-        appended = {event["event_id"]: record.appended_s for record in out.records for event in record.events}
+        causes = {cause for trigger in triggers for cause in trigger.cause_event_ids}
+        appended = {event["event_id"]: record.appended_s for record in out.records for event in record.events
+                    if event["event_id"] in causes}
         now_s = time.time()
         for trigger in triggers:
-            causes = [appended[c] for c in trigger.cause_event_ids if c in appended]
-            if causes:
-                metrics.TRIGGER_LATENCY.labels(trigger.rule).observe(max(0.0, now_s - max(causes)))
+            appends = [appended[c] for c in trigger.cause_event_ids if c in appended]
+            if appends:
+                metrics.TRIGGER_LATENCY.labels(trigger.rule).observe(max(0.0, now_s - max(appends)))
 
     @app.agent(accepted, name="journey")
     async def journey(stream: faust.StreamT) -> None:

@@ -139,7 +139,7 @@ def run(settings: Settings, events: list[dict[str, Any]], layout: str, timeout_s
         meter.add(0)
         cpu_at_start = workers.cpu_seconds()
         wait_until(lambda: workers.metric("o2o_journey_events_total") >= loaded.events, timeout_s,
-                   f"{NAME}: every event through the journey", interval_s=0.1)
+                   f"{NAME}: every event through the journey", interval_s=0.25)  # each poll scrapes every worker
         wait_until(lambda: stored_events(ready) >= loaded.events, timeout_s,
                    f"{NAME}: every event in ClickHouse", interval_s=0.1)
         meter.add(loaded.events)

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -32,6 +33,11 @@ def test_an_intent_followed_by_its_group_is_finished():
     assert replay_changelog(log) == ([("wm", 9)], 3, None)
 
 
-@given(st.lists(st.tuples(st.text(max_size=5), st.integers()), max_size=30), st.integers(0, 10**9))
+@given(st.lists(st.tuples(st.text(max_size=5), st.integers(-2**63, 2**64 - 1)), max_size=30), st.integers(0, 10**9))
 def test_any_changes_round_trip(changes, offset):
     assert replay_changelog(changelog_group(offset, changes)) == (changes, offset, None)
+
+
+def test_an_integer_beyond_64_bits_is_refused_rather_than_read_back_as_a_float():
+    with pytest.raises(TypeError):
+        changelog_group(1, [("k", 2**64)])
