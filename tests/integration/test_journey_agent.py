@@ -189,3 +189,19 @@ def test_two_workers_share_partitions_and_a_rebalance_loses_and_doubles_nothing(
     survivor = next(w for w in workers if w is not owner)
     assert survivor.total("o2o_journey_events_total") > 0
     assert final_sessions(pipeline_settings) == reference_sessions(pipeline_settings, allowed_lateness_ms=DAY)
+
+
+def test_ingest_and_journey_in_workers_of_their_own_share_one_group_without_stalling(pipeline_settings,
+                                                                                      start_worker):
+    """faust assigns a topic only to members subscribed to it: an ingest-only worker never gets
+    `o2o.accepted`, a journey-only worker never gets the ingress topics (`o2o bench` runs this way)."""
+    events = journeys(3_000, persons=60, seed=3)
+    send(pipeline_settings, events)
+    ingest = start_worker(O2O_WORKER_AGENTS="ingest", **NOTHING_LATE)
+    journey = start_worker(O2O_WORKER_AGENTS="journey", **NOTHING_LATE)
+
+    wait_for(lambda: journey.total("o2o_journey_events_total") == len(events), 120, "every event through the journey")
+    assert ingest.total("o2o_events_accepted_total") == len(events)
+    assert ingest.total("o2o_journey_events_total") == 0 and journey.total("o2o_events_accepted_total") == 0
+    wait_for(lambda: len(sessionised_ids(pipeline_settings)) == len(events), 60, "every event sessionised")
+    assert final_sessions(pipeline_settings) == reference_sessions(pipeline_settings, allowed_lateness_ms=DAY)
