@@ -21,18 +21,21 @@ class DeadlineIndex:
     __slots__ = ("_buckets", "_lowest")
 
     def __init__(self) -> None:
-        self._buckets: dict[int, list[Deadline]] = {}  # deadline >> BUCKET_BITS -> entries
+        # deadline >> BUCKET_BITS -> [deadline, id, deadline, id, ...]: flat, not a tuple per entry
+        # (entries live for minutes; every long-lived tuple costs the collector cache misses to unlink)
+        self._buckets: dict[int, list[int | str]] = {}
         self._lowest: int | None = None                 # no bucket below this one holds entries
 
     def push(self, deadline: int, key: str) -> None:
         bucket = deadline >> BUCKET_BITS
         entries = self._buckets.get(bucket)
         if entries is None:
-            self._buckets[bucket] = [(deadline, key)]
+            self._buckets[bucket] = [deadline, key]
             if self._lowest is None or bucket < self._lowest:
                 self._lowest = bucket
         else:
-            entries.append((deadline, key))
+            entries.append(deadline)
+            entries.append(key)
 
     def pop_before(self, cutoff: int) -> list[Deadline]:
         """Remove and return the entries with deadline < cutoff, sorted by (deadline, id)."""
@@ -42,15 +45,16 @@ class DeadlineIndex:
             return []
         expired: list[Deadline] = []
         for bucket in self._buckets_between(lowest, at_cutoff):
+            # buckets come in order: sorting within each one orders them all
             entries = buckets.pop(bucket)
-            entries.sort()  # buckets come in order: sorting within each one orders them all
-            expired += entries
+            expired += sorted(zip(entries[::2], entries[1::2]))
         split = buckets.get(at_cutoff)
         if split:
-            due = sorted(entry for entry in split if entry[0] < cutoff)
+            pairs = _pairs(split)
+            due = sorted(pair for pair in pairs if pair[0] < cutoff)
             if due:
                 expired += due
-                split[:] = [entry for entry in split if entry[0] >= cutoff]
+                split[:] = [item for pair in pairs if pair[0] >= cutoff for item in pair]
         self._lowest = at_cutoff if buckets else None
         return expired
 
@@ -64,3 +68,8 @@ class DeadlineIndex:
     def clear(self) -> None:
         self._buckets.clear()
         self._lowest = None
+
+
+def _pairs(entries: list[int | str]) -> list[Deadline]:
+    """[deadline, id, deadline, id, ...] -> [(deadline, id), ...]."""
+    return list(zip(entries[::2], entries[1::2]))
