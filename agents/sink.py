@@ -8,9 +8,10 @@
 
 One consumer per topic, in the consumer group `<prefix>-sink-<table>`, each in a thread of the
 worker (`o2o worker --agents sink` runs sink-only workers; more of them share the partitions).
-Per batch (`sink_batch_records` Kafka records or `sink_batch_wait_ms` after the first one,
-whichever comes first; a record carries up to `output_batch_events` rows) it decodes, builds the
-rows and inserts them in one block (sinks/writer.py).
+Per batch (`sink_batch_records` Kafka records, `sink_batch_bytes` of them, or `sink_batch_wait_ms`
+after the first one, whichever comes first; a record carries up to `output_batch_events` rows) it
+decodes, builds the rows and inserts them in one block (sinks/writer.py). The byte bound keeps a
+sink working off a backlog inserting as soon as a batch is worth it, not once per wait.
 
 ClickHouse down or failing: the insert is retried with a doubling backoff (`sink_retry_min_ms` to
 `sink_retry_max_ms`) until it succeeds; meanwhile the consumer's partitions are paused, so nothing
@@ -93,11 +94,13 @@ class TableSink(threading.Thread):
             client.disconnect()
 
     def take(self, consumer: Consumer) -> list:
-        """Up to sink_batch_records messages, waiting at most sink_batch_wait_ms after the first."""
+        """Up to sink_batch_records messages or sink_batch_bytes of them, waiting at most
+        sink_batch_wait_ms after the first."""
         settings = self.settings
         batch: list = []
+        size = 0
         deadline = None
-        while len(batch) < settings.sink_batch_records and not self.stop.is_set():
+        while len(batch) < settings.sink_batch_records and size < settings.sink_batch_bytes and not self.stop.is_set():
             wait = 0.5 if deadline is None else deadline - time.monotonic()
             if wait <= 0:
                 break
@@ -105,6 +108,7 @@ class TableSink(threading.Thread):
                 error = message.error()
                 if error is None:
                     batch.append(message)
+                    size += len(message.value() or b"")
                 elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("sink %s: consumer error %s", self.table, error)
             if batch and deadline is None:

@@ -156,6 +156,8 @@ class Settings(BaseSettings):
     # long a batch may wait to fill: the freshness bound when traffic is low.
     sink_batch_records: int = Field(default=200, ge=1)
     sink_batch_wait_ms: int = Field(default=1000, ge=10)
+    # ... or as soon as its records hold this many bytes (about 10,000 events of o2o.resolved).
+    sink_batch_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     # The sink's kafka_fetch_max_wait_ms: five consumers polling every 50 ms kept the local broker
     # 6 % busy with no traffic at all; the sink waits up to sink_batch_wait_ms anyway.
     sink_fetch_max_wait_ms: int = Field(default=250, ge=1, le=5000)
