@@ -107,10 +107,17 @@ def encode_records(events: list[dict[str, Any]], layout: str, partitions: int,
 
 def load(settings: Settings, events: list[dict[str, Any]], layout: str) -> Loaded:
     """Create five fresh topics and produce `events` onto them in `layout`; wait for every ack."""
-    from confluent_kafka import Producer
+    started = time.perf_counter()
+    topics = create_ingress_topics(settings, layout)
+    records = produce_records(settings, topics, encode_records(events, layout, settings.topic_partitions,
+                                                               settings.output_batch_events))
+    return Loaded(list(topics.values()), layout, len(events), records, time.perf_counter() - started)
+
+
+def create_ingress_topics(settings: Settings, layout: str) -> dict[str, str]:
+    """Five fresh ingress topics named `bench-<layout>-<random>.<event type>`: event type -> topic."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    started = time.perf_counter()
     prefix = f"bench-{layout}-{uuid.uuid4().hex[:8]}"
     topics = {t: f"{prefix}.{t}" for t in EVENT_TYPES}
     admin = AdminClient(settings.kafka_client_config())
@@ -118,7 +125,14 @@ def load(settings: Settings, events: list[dict[str, Any]], layout: str) -> Loade
                                    for name in topics.values()])
     for future in futures.values():
         future.result(timeout=30)
-    encoded = encode_records(events, layout, settings.topic_partitions, settings.output_batch_events)
+    return topics
+
+
+def produce_records(settings: Settings, topics: dict[str, str],
+                    encoded: dict[str, list[tuple[int, bytes | None, bytes]]]) -> int:
+    """Produce `encode_records` output onto `topics` (event type -> topic); wait for every ack; the records sent."""
+    from confluent_kafka import Producer
+
     producer = Producer({**settings.kafka_client_config(), "linger.ms": 20, "enable.idempotence": True,
                          "compression.type": "lz4"})
     errors: list[str] = []
@@ -141,7 +155,7 @@ def load(settings: Settings, events: list[dict[str, Any]], layout: str) -> Loade
     remaining = producer.flush(60)
     if remaining or errors:
         raise RuntimeError(f"loading the bench topics failed: {remaining} undelivered, errors {errors[:3]}")
-    return Loaded(list(topics.values()), layout, len(events), records, time.perf_counter() - started)
+    return records
 
 
 class Meter:
