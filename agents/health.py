@@ -68,6 +68,21 @@ def clickhouse_check(settings: Settings) -> Check:
     return check
 
 
+def clickhouse_http_check(settings: Settings) -> Check:
+    """`SELECT 1` over ClickHouse's HTTP interface, which the `events` sink inserts through."""
+    from sinks.http import ClickHouseHTTP
+
+    def check() -> None:
+        client = ClickHouseHTTP(settings, timeout_s=CHECK_TIMEOUT_S)
+        try:
+            if client.request("/", b"SELECT 1").strip() != b"1":
+                raise ConnectionError("SELECT 1 did not return 1")
+        finally:
+            client.close()
+
+    return check
+
+
 def health_app(checks: dict[str, Check]) -> Callable:
     """WSGI app: /healthz, /readyz (running `checks`), everything else to prometheus-client."""
     metrics = make_wsgi_app()
@@ -105,6 +120,7 @@ def serve(settings: Settings, port: int, with_clickhouse: bool, addr: str = "0.0
     checks = {"broker": broker_check(settings)}
     if with_clickhouse:
         checks["clickhouse"] = clickhouse_check(settings)
+        checks["clickhouse_http"] = clickhouse_http_check(settings)
     server = make_server(addr, port, health_app(checks), _Server, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server

@@ -10,8 +10,10 @@ One consumer per topic, in the consumer group `<prefix>-sink-<table>`, each in a
 worker (`o2o worker --agents sink` runs sink-only workers; more of them share the partitions).
 Per batch (`sink_batch_records` Kafka records, `sink_batch_bytes` of them, or `sink_batch_wait_ms`
 after the first one, whichever comes first; a record carries up to `output_batch_events` rows) it
-decodes, builds the rows and inserts them in one block (sinks/writer.py). The byte bound keeps a
-sink working off a backlog inserting as soon as a batch is worth it, not once per wait.
+decodes, builds the rows and inserts them in one block (sinks/writer.py): `events` as JSONEachRow
+over ClickHouse's HTTP interface (sinks/http.py: the widest table, and the most rows, cost half as
+much that way), the others through clickhouse-driver. The byte bound keeps a sink working off a
+backlog inserting as soon as a batch is worth it, not once per wait.
 
 ClickHouse down or failing: the insert is retried with a doubling backoff (`sink_retry_min_ms` to
 `sink_retry_max_ms`) until it succeeds; meanwhile the consumer's partitions are paused, so nothing
@@ -43,11 +45,13 @@ from agents import metrics
 from pipeline.config import Settings
 from pipeline.serde import EventCodec, registry_from_settings
 from pipeline.topics import IDENTITY, RESOLVED, SESSIONS, TRIGGER_LOG, VISITS
-from sinks.writer import apply_person_merges, event_rows, insert
+from sinks.http import ClickHouseHTTP
+from sinks.tables import insert_columns
+from sinks.writer import JsonRows, apply_person_merges, event_json_rows, insert
 
 log = logging.getLogger(__name__)
 
-Rows = list[dict[str, Any]]
+Rows = list[dict[str, Any]] | JsonRows  # records for clickhouse-driver, or `events` rows as JSON
 
 
 class Stopping(Exception):
@@ -170,14 +174,22 @@ def start_sinks(settings: Settings, stop: threading.Event) -> list[TableSink]:
     def outputs(values: list[bytes]) -> Rows:
         return [record for value in values for record in codec.decode_outputs(value)[1]]
 
-    def events(values: list[bytes]) -> Rows:
-        return event_rows(codec, outputs(values), int(time.time() * 1000))
+    def events(values: list[bytes]) -> JsonRows:
+        return event_json_rows(codec, outputs(values), int(time.time() * 1000))
+
+    def events_over_http() -> Callable[[Client, JsonRows], None]:
+        http = ClickHouseHTTP(settings)  # used by the events thread alone
+        columns = insert_columns("events")
+        def store(_client: Client, rows: JsonRows) -> None:
+            if rows.count:
+                http.insert_json_each_row("events", columns, rows.body)
+        return store
 
     def into(table: str) -> Callable[[Client, Rows], int]:
         return lambda client, rows: insert(client, table, rows)
 
     sinks = [
-        TableSink(settings, settings.topic(RESOLVED), "events", events, into("events"), stop),
+        TableSink(settings, settings.topic(RESOLVED), "events", events, events_over_http(), stop),
         TableSink(settings, settings.topic(SESSIONS), "sessions", outputs, into("sessions"), stop),
         TableSink(settings, settings.topic(VISITS), "store_visits", outputs, into("store_visits"), stop),
         TableSink(settings, settings.topic(TRIGGER_LOG), "triggers_log", outputs, into("triggers_log"), stop),

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
+
+import orjson
 
 from sinks.sql import sql_literal
 from sinks.tables import insert_sql, rows_for
@@ -43,6 +46,66 @@ def event_rows(codec: Any, envelopes: Iterable[Mapping[str, Any]], ingested_at: 
                 event["person_id"], event["late"], event["ingested_at"] = person, late, ingested_at
                 rows.append(event)
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class JsonRows:
+    """Rows as JSONEachRow text for `sinks.http.ClickHouseHTTP`: one JSON object per line."""
+
+    body: bytes
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+
+# The `events` row of an event as JSON: the values of EVENTS' column getters (sinks/tables.py),
+# which tests/unit/test_event_json_rows.py checks column by column. Per event type, the fields
+# that are stored under a column of another name (and only for that type).
+_TYPED_FIELDS = {"browse": (("category", "category"),), "wifi_checkin": (("kind", "checkin_kind"),),
+                 "purchase": (("status", "status"),), "share": (("platform", "platform"),),
+                 "complaint": (("category", "complaint_category"), ("severity", "severity"))}
+_TYPED_COLUMNS = ("category", "checkin_kind", "status", "platform", "complaint_category", "severity")
+_TEXT_COLUMNS = ("channel", "store_id", "checkin_kind", "status", "platform", "complaint_category", "severity")
+
+
+def event_json_rows(codec: Any, envelopes: Iterable[Mapping[str, Any]], ingested_at: int) -> JsonRows:
+    """`event_rows`, as JSONEachRow lines for the `events` columns."""
+    lines: list[bytes] = []
+    for envelope in envelopes:
+        for event, person, late in zip(codec.decode_accepted(envelope["events"]), envelope["person_ids"],
+                                       envelope["late"]):
+            if person:
+                lines.append(orjson.dumps(event_json_row(event, person, late, ingested_at)))
+    return JsonRows(b"\n".join(lines), len(lines))
+
+
+def event_json_row(event: dict[str, Any], person: str, late: bool, ingested_at: int) -> dict[str, Any]:
+    """The decoded `event`, changed in place into its `events` row (fields no column reads stay;
+    the insert skips them)."""
+    if event.get("wifi_mac") or event.get("phone"):
+        raise ValueError(f"events: event {event.get('event_id')!s} still carries a raw identifier; only "
+                         "hashed identifiers may be stored (pipeline.privacy.hash_identifiers at the first hop)")
+    row = event
+    row["person_id"], row["is_late"], row["ingested_at_ms"] = person, 1 if late else 0, ingested_at
+    row["occurred_at_ms"] = row.pop("occurred_at")
+    consent = row.get("consent_marketing")
+    if consent is not None:
+        row["consent_marketing"] = 1 if consent else 0
+    properties = row.pop("properties", None) or {}
+    row["property_keys"] = keys = sorted(properties)
+    row["property_values"] = [str(properties[k]) for k in keys]
+    items = row.pop("items", None) or ()
+    row["item_skus"] = [item["sku"] for item in items]
+    row["item_quantities"] = [item["quantity"] for item in items]
+    row["item_prices_cents"] = [item["price_cents"] for item in items]
+    typed = {column: row.pop(field, None) for field, column in _TYPED_FIELDS.get(row["event_type"], ())}
+    for column in _TYPED_COLUMNS:
+        row[column] = typed.get(column)
+    for column in _TEXT_COLUMNS:
+        if row[column] is None:
+            row[column] = ""
+    return row
 
 
 def trigger_log_records(triggers: Iterable[Any] = (), suppressed: Iterable[Any] = (),

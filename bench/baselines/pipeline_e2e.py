@@ -108,7 +108,8 @@ class Workers:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     return {"O2O_STATE_DIR": str(settings.state_dir), "O2O_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "O2O_CLICKHOUSE_PORT": str(settings.clickhouse_port), "O2O_CLICKHOUSE_DATABASE": settings.clickhouse_database,
+            "O2O_CLICKHOUSE_PORT": str(settings.clickhouse_port), "O2O_CLICKHOUSE_HTTP_PORT": str(settings.clickhouse_http_port),
+            "O2O_CLICKHOUSE_DATABASE": settings.clickhouse_database,
             "O2O_TOPIC_PREFIX": settings.topic_prefix, "O2O_TOPIC_PARTITIONS": str(settings.topic_partitions),
             "O2O_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
             # A backlog of hours read from 20 partitions at once: keep every event on time.
@@ -155,6 +156,7 @@ def run(settings: Settings, events: list[dict[str, Any]], layout: str, timeout_s
         wait_until(lambda: workers.metric("o2o_journey_events_total") >= expected, timeout_s,
                    f"{NAME}: every event through the journey", interval_s=0.25)  # each poll scrapes every worker
         journey_done = time.monotonic()
+        stored_when_journey_done = stored_events(ready) - 1
         wait_until(lambda: stored_events(ready) >= expected, timeout_s,
                    f"{NAME}: every event in ClickHouse", interval_s=0.1)
         meter.add(len(events))
@@ -165,7 +167,8 @@ def run(settings: Settings, events: list[dict[str, Any]], layout: str, timeout_s
         workers.stop()
     return meter.result(NAME, loaded, triggers=int(total(samples, "o2o_triggers_published_total")),
                         cpu_s=cpu, produced_s=round(loaded.load_s, 2),
-                        journey_done_s=round(journey_done - clock_started, 2), stored=stored_events(ready) - 1,
+                        journey_done_s=round(journey_done - clock_started, 2),
+                        stored_when_journey_done=stored_when_journey_done, stored=stored_events(ready) - 1,
                         steps_s={k.split("{", 1)[1].rstrip("}"): round(v, 2) for k, v in samples.items()
                                  if k.startswith("o2o_step_seconds_total{")})
 

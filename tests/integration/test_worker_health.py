@@ -42,7 +42,7 @@ def test_readyz_follows_clickhouse_for_sink_workers_only(stack, pipeline_setting
     for worker in (sink, core):
         wait_for(lambda w=worker: get(w.metrics_port, "/readyz")[0] == 200, 60, "the worker to be ready")
         assert get(worker.metrics_port, "/healthz") == (200, {"status": "ok"})
-    assert get(sink.metrics_port, "/readyz")[1]["checks"] == {"broker": "ok", "clickhouse": "ok"}
+    assert get(sink.metrics_port, "/readyz")[1]["checks"] == {"broker": "ok", "clickhouse": "ok", "clickhouse_http": "ok"}
     assert get(core.metrics_port, "/readyz")[1]["checks"] == {"broker": "ok"}
     assert "o2o_consumer_lag" in get(sink.metrics_port, "/metrics")[1]
 
@@ -53,6 +53,7 @@ def test_readyz_follows_clickhouse_for_sink_workers_only(stack, pipeline_setting
         assert status == 503, doc
         assert doc["status"] == "not ready" and doc["checks"]["broker"] == "ok"
         assert doc["checks"]["clickhouse"] != "ok" and "clickhouse not reachable" in doc["reason"]
+        assert doc["checks"]["clickhouse_http"] != "ok" and "clickhouse_http not reachable" in doc["reason"]
         assert get(sink.metrics_port, "/healthz") == (200, {"status": "ok"})  # alive, just not ready
         assert get(core.metrics_port, "/readyz")[0] == 200  # needs no ClickHouse
     finally:

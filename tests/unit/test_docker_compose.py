@@ -104,6 +104,7 @@ def test_ports_match_the_settings():
     assert host == "kafka" and f"INTERNAL://{host}:{port}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
     assert f"INTERNAL://:{port}" in kafka["KAFKA_LISTENERS"]
     assert env["O2O_CLICKHOUSE_HOST"] == "clickhouse" and int(env["O2O_CLICKHOUSE_PORT"]) in host_ports("clickhouse")
+    assert int(env["O2O_CLICKHOUSE_HTTP_PORT"]) in host_ports("clickhouse")  # the events sink inserts over HTTP
     # from the host: the default settings (the local stack's ports) reach the same services
     default_kafka_port = int(defaults.kafka_bootstrap_servers.rpartition(":")[2])
     assert f"HOST://127.0.0.1:{default_kafka_port}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
