@@ -34,3 +34,15 @@ def test_baseline_counts_every_event(stack, events, baseline, layout):
     assert result["events_per_s"] and result["events_per_s"] > 0
     if layout == "batched":
         assert result["records"] < EVENTS / 10
+
+
+@pytest.mark.timeout(300)
+def test_the_pipeline_contestant_stores_every_event_once_through_its_own_workers(stack, events):
+    from bench.baselines import pipeline_e2e
+
+    result = pipeline_e2e.run(stack, events, "batched", timeout_s=240)
+
+    assert result["contestant"] == "o2o_pipeline" and result["counted"] == EVENTS
+    assert result["stored"] == EVENTS  # the warm-up event is not counted
+    assert set(result["cpu_s"]) == set(pipeline_e2e.WORKERS)
+    assert 0 < result["journey_done_s"] <= result["elapsed_s"]
