@@ -180,6 +180,7 @@ def start_sinks(settings: Settings, stop: threading.Event) -> list[TableSink]:
     def events_over_http() -> Callable[[Client, JsonRows], None]:
         http = ClickHouseHTTP(settings)  # used by the events thread alone
         columns = insert_columns("events")
+
         def store(_client: Client, rows: JsonRows) -> None:
             if rows.count:
                 http.insert_json_each_row("events", columns, rows.body)
