@@ -95,9 +95,7 @@ def paced(settings: Settings, rate: float, seconds: float, report: Callable[[str
     appended = ingress_append_ms(ready)
     triggers, recognised_later = trigger_latencies_ms(ready, appended)
     fresh = freshness_ms(ready, appended)
-    steps = {k.split("{", 1)[1].rstrip("}"): round(v, 2) for k, v in samples.items()
-             if k.startswith("o2o_step_seconds_total{")}
-    return {"rate": rate, "seconds": seconds, "events": summary.delivered, "cpu_s": cpu, "steps_s": steps,
+    return {"rate": rate, "seconds": seconds, "events": summary.delivered, "cpu_s": cpu, "steps_s": pipeline_e2e.step_seconds(samples),
             "achieved_rate": round(summary.events_per_s, 1),
             "trigger_latency_ms": {**summary_ms([v for values in triggers.values() for v in values]),
                                    "by_rule": {rule: summary_ms(values) for rule, values in sorted(triggers.items())},

@@ -47,7 +47,7 @@ class DeadlineIndex:
         for bucket in self._buckets_between(lowest, at_cutoff):
             # buckets come in order: sorting within each one orders them all
             entries = buckets.pop(bucket)
-            expired += sorted(zip(entries[::2], entries[1::2]))
+            expired += sorted(_pairs(entries))
         split = buckets.get(at_cutoff)
         if split:
             pairs = _pairs(split)

@@ -20,8 +20,6 @@ from typing import Any
 from sinks.errors import explain
 from sinks.kpis import REPORT_KPIS, Period, run_report
 
-# ClickHouse server error codes that mean "the warehouse schema is not there": run `o2o init`.
-
 
 class ReportError(Exception):
     """ClickHouse could not answer; the message names the server and what to do."""

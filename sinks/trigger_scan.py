@@ -50,7 +50,6 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
 LATEST_MS = 4_102_444_800_000  # 2100-01-01: DateTime (UInt32 seconds) holds no later time
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _LOOKUP_CHUNK = 5_000
-# ClickHouse server error codes that need the user to act (sinks/report.py has the same).
 
 
 class ScanError(Exception):

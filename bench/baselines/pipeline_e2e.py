@@ -52,6 +52,12 @@ def scrape(port: int) -> dict[str, float]:
     return {name: float(value) for name, _, value in (l.rpartition(" ") for l in lines if l and l[0] != "#")}
 
 
+def step_seconds(samples: dict[str, float]) -> dict[str, float]:
+    """`o2o_step_seconds_total` as {'stage="...",step="..."': seconds}: where the workers' batches went."""
+    return {k.split("{", 1)[1].rstrip("}"): round(v, 2) for k, v in samples.items()
+            if k.startswith("o2o_step_seconds_total{")}
+
+
 def total(samples: dict[str, float], metric: str) -> float:
     return sum(v for k, v in samples.items() if k == metric or k.startswith(metric + "{"))
 
@@ -169,8 +175,7 @@ def run(settings: Settings, events: list[dict[str, Any]], layout: str, timeout_s
                         cpu_s=cpu, produced_s=round(loaded.load_s, 2),
                         journey_done_s=round(journey_done - clock_started, 2),
                         stored_when_journey_done=stored_when_journey_done, stored=stored_events(ready) - 1,
-                        steps_s={k.split("{", 1)[1].rstrip("}"): round(v, 2) for k, v in samples.items()
-                                 if k.startswith("o2o_step_seconds_total{")})
+                        steps_s=step_seconds(samples))
 
 
 if __name__ == "__main__":
