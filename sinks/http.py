@@ -5,8 +5,9 @@ with JSONEachRow the client writes one orjson line per row and the server parses
 (37 columns) that took the sink's cost per event from about 22 us to about 10 us (bench/: the
 sink's share of `o2o bench`). Everything else still goes through clickhouse-driver.
 
-One `ClickHouseHTTP` per thread (it holds a keep-alive connection); any failure closes it, and the
-caller's retry opens a new one.
+One `ClickHouseHTTP` per thread (it holds a keep-alive connection); any failure closes it. A
+connection the server closed while idle is replaced at once; other failures are the caller's to
+retry.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ class ClickHouseHTTP:
         self.request("/?" + query, body)
 
     def request(self, path: str, body: bytes) -> bytes:
+        reused = self.connection is not None
+        try:
+            return self._send(path, body)
+        except ConnectionError:
+            if not reused:
+                raise
+            # ClickHouse closes a keep-alive connection idle for keep_alive_timeout (3 s by default):
+            # an idle sink finds it gone on its next insert. Once more, on a fresh connection.
+            return self._send(path, body)
+
+    def _send(self, path: str, body: bytes) -> bytes:
         try:
             connection = self.connection or self.connect()
             connection.request("POST", path, body, self.headers)
