@@ -13,6 +13,11 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from pipeline.config import Settings
 
+# Per partition and Fetch, for the agents and the sink. The clients' 1 MiB is two o2o.accepted or
+# o2o.resolved records (up to 512 KiB each): a journey working off a backlog then cycled (outputs,
+# acks, changelog) every ~2,000 events, and the events sink fell seconds behind the journey.
+FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
+
 
 class PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """faust asks the broker to hold a fetch with no data for up to 1.5 s (hard-coded). Apache Kafka
@@ -51,9 +56,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
         broker_heartbeat_interval=max(0.5, settings.kafka_session_timeout_ms / 10_000),
         consumer_auto_offset_reset="earliest",
-        # Per partition and Fetch. faust's 1 MiB is two o2o.accepted records (up to 512 KiB each):
-        # a journey working off a backlog then cycles (outputs, acks, changelog) every ~2,000 events.
-        consumer_max_fetch_size=8 * 1024 * 1024,
+        consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
         producer_acks=-1,
         web_enabled=False,
         # An agent that crashes takes the worker down (exit code != 0) instead of idling: its batch
@@ -130,4 +133,8 @@ def tune_gc() -> None:
 def run_faust_worker(settings: Settings) -> None:
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    # At log levels WARNING and above faust keeps a terminal spinner that turns on every log record,
+    # and sets the root logger to DEBUG to feed it: each send then built a debug record (3 % of the
+    # journey's time). A worker is a service, not a terminal: no spinner, the level as configured.
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -46,8 +46,8 @@ from faust.types import TP
 from agents import metrics
 from agents.changelog import changelog_group, intent_record, read_partition, replay_changelog
 from agents.ingest import raw_topic
-from agents.journey_records import (by_partition, resolved_envelope, session_updates, trigger_decisions,
-                                    trigger_key, visit_updates)
+from agents.journey_records import (OpenUpdates, by_partition, resolved_envelope, session_updates,
+                                    trigger_decisions, trigger_key, visit_updates)
 from pipeline.config import Settings
 from pipeline.dedup import Deduplicator
 from pipeline.journey import JourneyBatch, JourneyProcessor
@@ -100,6 +100,7 @@ class JourneyState:
         self.replay_until: int | None = None  # an interrupted batch to process again, exactly
         self.replay: list[AcceptedRecord] = []
         self.last_event_wall_ms = now_ms()
+        self.open_updates: OpenUpdates | None = None
         self.lock = asyncio.Lock()
 
 
@@ -138,11 +139,14 @@ def register(app: faust.App, settings: Settings) -> None:
         state.replay_until, state.replay = intent, []
         state.processor = JourneyProcessor.restore(journey_changes, policy, track_changes=True)
         state.engine = RuleEngine.restore(rule_changes, rules, policy, track_changes=True)
+        # Open updates held back by the previous owner were never published: publish them all.
+        state.open_updates = OpenUpdates(settings.open_update_interval_ms / 1000)
+        state.open_updates.hold_all(state.processor.sessions.snapshot(), state.processor.visits.snapshot(), now_ms())
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
         if any(tp.topic == accepted.get_topic_name() for tp in revoked):
-            state.processor = state.engine = None
+            state.processor = state.engine = state.open_updates = None
 
     async def publish(out: BatchOutput) -> None:
         """Outputs first, acknowledged; then the state that reflects them (module docstring)."""
@@ -154,14 +158,13 @@ def register(app: faust.App, settings: Settings) -> None:
                          value=codec.encode_output("trigger", trigger.to_record(emitted_at)),
                          partition=partition_for(trigger_key(trigger), n)))
                      for trigger in fired.triggers]
-        sends = []
+        sessions, visits = state.open_updates.pass_through(
+            session_updates(batch, emitted_at), visit_updates(batch, emitted_at), time.monotonic())
+        sends = await send_updates(sessions, visits)
         for topic, name, records, key in (
-                (sessions_topic, "session_update", session_updates(batch, emitted_at), "person_id"),
-                (visits_topic, "visit_update", visit_updates(batch, emitted_at), "person_id"),
                 (identity_topic, "person_merge", [m.to_dict() for m in batch.merges], "from_person"),
                 (decisions_topic, "trigger_decision", trigger_decisions(fired, emitted_at), "person_id")):
-            for partition, chunk in by_partition(records, key, topic.partitions, per_record):
-                sends.append(await topic.send(value=codec.encode_outputs(name, chunk), partition=partition))
+            sends += await send_batches(topic, name, records, key)
         # Timestamped with the earliest ingress append, so the sink can report freshness from it.
         sends += [await resolved_topic.send(value=value, partition=partition, timestamp=appended_s)
                   for partition, value, appended_s in resolved_values(out)]
@@ -179,6 +182,14 @@ def register(app: faust.App, settings: Settings) -> None:
         metrics.record_journey(batch)
         metrics.record_rules(fired)
         metrics.record_state(state.processor, state.engine)
+
+    async def send_batches(topic: faust.TopicT, name: str, records: list[dict[str, Any]], key: str) -> list:
+        return [await topic.send(value=codec.encode_outputs(name, chunk), partition=partition)
+                for partition, chunk in by_partition(records, key, topic.partitions, per_record)]
+
+    async def send_updates(sessions: list[dict[str, Any]], visits: list[dict[str, Any]]) -> list:
+        return (await send_batches(sessions_topic, "session_update", sessions, "person_id")
+                + await send_batches(visits_topic, "visit_update", visits, "person_id"))
 
     def resolved_values(out: BatchOutput):
         """(partition, record value, earliest ingress append) per partition: the batch's accepted
@@ -261,6 +272,15 @@ def register(app: faust.App, settings: Settings) -> None:
         metrics.STEP_SECONDS.labels("journey", "rules").inc(time.perf_counter() - processed)
         await intent
         await publish(BatchOutput(batch, fired, records, [[e["event_id"], e["occurred_at"]] for e in fresh]))
+
+    @app.timer(interval=max(settings.open_update_interval_ms, 100) / 1000)
+    async def release_open_updates() -> None:
+        """Held open updates go out within the interval even when no batch comes to take them."""
+        async with state.lock:
+            held = state.open_updates
+            if held is None or not (held.sessions or held.visits) or not held.due(time.monotonic()):
+                return
+            await asyncio.gather(*await send_updates(*held.release(time.monotonic())))
 
     @app.timer(interval=settings.journey_idle_advance_ms / 4000)
     async def close_idle_sessions() -> None:

@@ -52,6 +52,61 @@ def visit_updates(batch: JourneyBatch, emitted_at: int) -> list[dict[str, Any]]:
     return records
 
 
+class OpenUpdates:
+    """Open session and visit updates held back and published at most once per `interval_s`, the
+    latest version of each id only (as Kafka Streams' record cache coalesces a KTable's updates).
+
+    A closure or absorption goes out at once and replaces what is held for its id, so a held open
+    version can never be published after it. Nothing here is in the changelog: a worker that
+    restores the state republishes every open session and visit once (`hold_all`)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.visits: dict[str, dict[str, Any]] = {}
+        self.released_at = float("-inf")  # time.monotonic() of the last release
+
+    def pass_through(self, sessions: list[dict[str, Any]], visits: list[dict[str, Any]],
+                     now_s: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The session and visit records to publish now: closures and absorptions, and, when the
+        interval has passed since the last release, every held open version."""
+        sessions, visits = _hold(self.sessions, sessions, "session_id"), _hold(self.visits, visits, "visit_id")
+        if self.due(now_s):
+            held_sessions, held_visits = self.release(now_s)
+            sessions += held_sessions
+            visits += held_visits
+        return sessions, visits
+
+    def due(self, now_s: float) -> bool:
+        return now_s - self.released_at >= self.interval_s
+
+    def release(self, now_s: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        sessions, visits = list(self.sessions.values()), list(self.visits.values())
+        self.sessions.clear()
+        self.visits.clear()
+        self.released_at = now_s
+        return sessions, visits
+
+    def hold_all(self, sessions: list[dict[str, Any]], visits: list[dict[str, Any]], emitted_at: int) -> None:
+        """Hold every open session and visit (records as `snapshot()` gives them) for the next release."""
+        self.sessions.update((r["session_id"], {**r, **OPEN, "emitted_at": emitted_at}) for r in sessions)
+        self.visits.update((r["visit_id"], {**r, **OPEN, "emitted_at": emitted_at}) for r in visits)
+
+
+OPEN = {"state": "open", "absorbed_into": None}
+
+
+def _hold(held: dict[str, dict[str, Any]], records: list[dict[str, Any]], id_field: str) -> list[dict[str, Any]]:
+    now = []
+    for record in records:
+        if record["state"] == "open":
+            held[record[id_field]] = record
+        else:
+            held.pop(record[id_field], None)
+            now.append(record)
+    return now
+
+
 def trigger_decisions(out: RuleOutput, published_at: int) -> list[dict[str, Any]]:
     """`schemas/trigger_decision.avsc` records: every published and every suppressed firing."""
     records = [decision(t, "fired", "", published_at) for t in out.triggers]

@@ -42,6 +42,7 @@ from clickhouse_driver import Client
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from agents import metrics
+from agents.app import FETCH_BYTES_PER_PARTITION
 from pipeline.config import Settings
 from pipeline.serde import EventCodec, registry_from_settings
 from pipeline.topics import IDENTITY, RESOLVED, SESSIONS, TRIGGER_LOG, VISITS
@@ -85,6 +86,7 @@ class TableSink(threading.Thread):
             "auto.offset.reset": "earliest",
             "session.timeout.ms": settings.kafka_session_timeout_ms,
             "fetch.wait.max.ms": settings.sink_fetch_max_wait_ms,
+            "max.partition.fetch.bytes": FETCH_BYTES_PER_PARTITION,
         })
         client = Client(**settings.clickhouse_client_kwargs(), connect_timeout=3, send_receive_timeout=60)
         consumer.subscribe([self.topic])
@@ -108,13 +110,14 @@ class TableSink(threading.Thread):
             wait = 0.5 if deadline is None else deadline - time.monotonic()
             if wait <= 0:
                 break
-            for message in consumer.consume(settings.sink_batch_records - len(batch), timeout=wait):
-                error = message.error()
-                if error is None:
-                    batch.append(message)
-                    size += len(message.value() or b"")
-                elif error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("sink %s: consumer error %s", self.table, error)
+            message = consumer.poll(wait)  # one at a time, so a batch stops at sink_batch_bytes
+            if message is None:
+                pass
+            elif (error := message.error()) is None:
+                batch.append(message)
+                size += len(message.value() or b"")
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("sink %s: consumer error %s", self.table, error)
             if batch and deadline is None:
                 deadline = time.monotonic() + settings.sink_batch_wait_ms / 1000
         return batch

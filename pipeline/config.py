@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     # A live stream with no new events still closes sessions: after this much idle wall time the
     # watermark advances by the wall time that passed.
     journey_idle_advance_ms: int = Field(default=60_000, ge=1000)
+    # Open sessions and visits are published at most once per this interval each, latest version
+    # only; closures, absorptions and merges at once. 0: every batch publishes what it changed.
+    open_update_interval_ms: int = Field(default=1000, ge=0, le=60_000)
 
     # --- stream processing ---------------------------------------------------------------------
     # Which agents a worker runs (comma-separated: ingest, journey, sink); e.g. sink-only workers.

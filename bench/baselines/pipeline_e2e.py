@@ -159,6 +159,9 @@ def run(settings: Settings, events: list[dict[str, Any]], layout: str, timeout_s
         clock_started = time.monotonic()
         records = produce_records(ready, topics, encoded)
         loaded = Loaded(list(topics.values()), layout, len(events), records, time.monotonic() - clock_started)
+        wait_until(lambda: workers.metric("o2o_events_accepted_total") >= expected, timeout_s,
+                   f"{NAME}: every event accepted by ingest", interval_s=0.25)
+        accepted_done = time.monotonic()
         wait_until(lambda: workers.metric("o2o_journey_events_total") >= expected, timeout_s,
                    f"{NAME}: every event through the journey", interval_s=0.25)  # each poll scrapes every worker
         journey_done = time.monotonic()
@@ -173,6 +176,7 @@ def run(settings: Settings, events: list[dict[str, Any]], layout: str, timeout_s
         workers.stop()
     return meter.result(NAME, loaded, triggers=int(total(samples, "o2o_triggers_published_total")),
                         cpu_s=cpu, produced_s=round(loaded.load_s, 2),
+                        accepted_done_s=round(accepted_done - clock_started, 2),
                         journey_done_s=round(journey_done - clock_started, 2),
                         stored_when_journey_done=stored_when_journey_done, stored=stored_events(ready) - 1,
                         steps_s=step_seconds(samples))

@@ -174,6 +174,26 @@ def test_kill_9_mid_stream_then_restart_publishes_exactly_the_sessions_of_an_uni
     assert final_sessions(pipeline_settings) == reference_sessions(pipeline_settings, allowed_lateness_ms=DAY)
 
 
+def test_open_updates_are_held_back_and_a_restarted_journey_publishes_what_its_predecessor_held(
+    pipeline_settings, start_worker
+):
+    held_a_minute = {"O2O_OPEN_UPDATE_INTERVAL_MS": "60000", **NOTHING_LATE}
+    send(pipeline_settings, [base("a1", "browse", T0, "app", member_id="m7")])
+    first = start_worker(**held_a_minute)
+    wait_for(lambda: sessionised_ids(pipeline_settings) == {"a1"}, 90, "the first update, published at once")
+
+    send(pipeline_settings, [base("a2", "browse", T0 + MINUTE, "app", member_id="m7")])
+    wait_for(lambda: first.total("o2o_journey_events_total") == 2, 60, "the second event processed and stored")
+    assert sessionised_ids(pipeline_settings) == {"a1"}, "the open session's next update waits for the interval"
+    first.stop(kill=True)
+
+    start_worker(**held_a_minute)
+    send(pipeline_settings, [base("b1", "browse", T0 + MINUTE, "app", member_id="m8")])  # another person
+    wait_for(lambda: sessionised_ids(pipeline_settings) == {"a1", "a2", "b1"}, 90,
+             "the held update republished by the new owner")
+    assert final_sessions(pipeline_settings) == reference_sessions(pipeline_settings)
+
+
 @pytest.mark.timeout(300)
 def test_two_workers_share_partitions_and_a_rebalance_loses_and_doubles_nothing(pipeline_settings, start_worker):
     events = journeys(20_000, persons=400, seed=2)
