@@ -179,6 +179,7 @@ def run(settings: Settings, events: list[dict[str, Any]], layout: str, timeout_s
                         accepted_done_s=round(accepted_done - clock_started, 2),
                         journey_done_s=round(journey_done - clock_started, 2),
                         stored_when_journey_done=stored_when_journey_done, stored=stored_events(ready) - 1,
+                        journey_batches=int(samples.get('o2o_batch_records_count{stage="journey"}', 0)),
                         steps_s=step_seconds(samples))
 
 
