@@ -5,9 +5,10 @@ A single writer: `o2o.accepted` has one partition, because identity linking is g
 "Identity and sessions"). Per batch of records: write an *intent* (the batch's last offset) to the
 changelog; decode; drop events whose id it has already seen (a crash upstream re-sends accepted
 events); `JourneyProcessor.process`, then `RuleEngine.on_batch` on the events as resolved to
-persons and the journey batch; publish the session and visit updates, the person merges, the
-triggers (one topic per rule), the trigger decisions and the resolved-event envelopes for the sink,
-and wait for the acks; then write the state changes of both (and the ids seen) as one changelog
+persons and the journey batch; publish the session and visit updates (open ones at most once per
+`open_update_interval_ms` each, latest version: journey_records.OpenUpdates), the person merges,
+the triggers (one topic per rule), the trigger decisions and the resolved-event envelopes for the
+sink, and wait for the acks; then write the state changes of both (and the ids seen) as one changelog
 group carrying the last input offset. The rules run here rather than in an agent of their own:
 they need each event with its person and the batch's session and visit changes together, and a
 further hop would add a Kafka round trip to every trigger's latency.

@@ -833,8 +833,8 @@ def bench_cmd(
 ) -> None:
     """Measure the pipeline against raw Kafka, naive faust and Quix Streams on the same events.
 
-    On a private local stack (started and stopped here), every contestant reads the same simulated
-    events, first as one event per record, then as batched records: **raw_limit** (consume + Avro
+    On private local stacks (a fresh one per contestant and layout, started and stopped here), every
+    contestant reads the same simulated events, first as one event per record, then as batched records: **raw_limit** (consume + Avro
     decode, no processing), **naive_faust** (a Table update per event), **quix** (Quix Streams
     session-window count per person) and **o2o_pipeline** (the real workers, until every event is
     in ClickHouse). Then a paced run (`--rate` for `--seconds`) measures p50/p99 event -> trigger
