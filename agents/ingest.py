@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import faust
 import orjson
@@ -41,6 +41,18 @@ def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
                      partitions=partitions)
 
 
+def raw_sender(app: faust.App) -> Callable[..., Awaitable[Awaitable[Any]]]:
+    """`await send(topic, value, partition=None, timestamp=None)`: one record of a raw topic, straight
+    to the app's producer; the result is the acknowledgement to await.
+
+    faust's `Topic.send` wraps every record in message objects, callbacks and sensor updates: 200 us
+    a record against 35 us this way (measured on the journey's trigger sends, one record each)."""
+    async def send(topic: faust.TopicT, value: bytes, partition: int | None = None,
+                   timestamp: float | None = None) -> Awaitable[Any]:
+        return await app.producer.send(topic.get_topic_name(), None, value, partition, timestamp, None)
+    return send
+
+
 def register(app: faust.App, settings: Settings) -> None:
     n = settings.topic_partitions
     ingress = app.topic(*ingress_topics(settings).values(), key_type=bytes, value_type=bytes,
@@ -49,6 +61,7 @@ def register(app: faust.App, settings: Settings) -> None:
     dlq = raw_topic(app, settings.topic(DLQ), n)
     changelog = raw_topic(app, settings.topic(INGEST_DEDUP_CHANGELOG), n)
     codec = EventCodec(registry_from_settings(settings))
+    send = raw_sender(app)
     hasher = IdentifierHasher(settings.effective_hash_secret)
     policy = settings.validation_policy()
     stages: dict[TP, IngestStage] = {}
@@ -116,10 +129,10 @@ def register(app: faust.App, settings: Settings) -> None:
             processed = time.perf_counter()
             # An accepted record carries the earliest ingress append time of its events as its
             # timestamp: the journey measures trigger latency from it.
-            outputs = [await accepted.send(value=value, partition=partition, timestamp=appended)
+            outputs = [await send(accepted, value, partition, appended)
                        for partition, value, appended in encode_accepted(
                            codec, total.accepted, JOURNEY_PARTITIONS, settings.output_batch_events, appended_at)]
-            outputs += [await dlq.send(value=codec.encode_dead_letter(dead.to_record(now_ms)))
+            outputs += [await send(dlq, codec.encode_dead_letter(dead.to_record(now_ms)))
                         for dead in total.dead_letters]
             await asyncio.gather(*outputs)
             sent = time.perf_counter()
@@ -127,7 +140,7 @@ def register(app: faust.App, settings: Settings) -> None:
             for tp, result in by_partition.items():
                 entries[tp.partition].append({"topic": tp.topic, "partition": tp.partition, "offset": last_offsets[tp],
                                               "ids": [[e["event_id"], e["occurred_at"]] for e in result.accepted]})
-            state = [await changelog.send(value=orjson.dumps(group), partition=partition)
+            state = [await send(changelog, orjson.dumps(group), partition)
                      for partition, group in entries.items()]
             await asyncio.gather(*state)
             metrics.STEP_SECONDS.labels("ingest", "process").inc(processed - started)

@@ -46,7 +46,7 @@ from faust.types import TP
 
 from agents import metrics
 from agents.changelog import changelog_group, intent_record, read_partition, replay_changelog
-from agents.ingest import raw_topic
+from agents.ingest import raw_sender, raw_topic
 from agents.journey_records import (OpenUpdates, by_partition, resolved_envelope, session_updates,
                                     trigger_decisions, trigger_key, visit_updates)
 from pipeline.config import Settings
@@ -117,6 +117,7 @@ def register(app: faust.App, settings: Settings) -> None:
     rule_topics = {rule: raw_topic(app, name, n) for rule, name in trigger_topics(settings).items()}
     changelog = raw_topic(app, settings.topic(JOURNEY_CHANGELOG), JOURNEY_PARTITIONS)
     codec = EventCodec(registry_from_settings(settings))
+    send = raw_sender(app)
     policy = settings.journey_policy()
     rules = settings.rules()
     state = JourneyState()
@@ -155,9 +156,9 @@ def register(app: faust.App, settings: Settings) -> None:
         started = time.perf_counter()
         batch, fired = out.journey, out.rules
         # Triggers first: they are what someone is waiting for.
-        triggered = [(trigger, await rule_topics[trigger.rule].send(
-                         value=codec.encode_output("trigger", trigger.to_record(emitted_at)),
-                         partition=partition_for(trigger_key(trigger), n)))
+        triggered = [(trigger, await send(rule_topics[trigger.rule],
+                                          codec.encode_output("trigger", trigger.to_record(emitted_at)),
+                                          partition_for(trigger_key(trigger), n)))
                      for trigger in fired.triggers]
         sessions, visits = state.open_updates.pass_through(
             session_updates(batch, emitted_at), visit_updates(batch, emitted_at), time.monotonic())
@@ -167,7 +168,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 (decisions_topic, "trigger_decision", trigger_decisions(fired, emitted_at), "person_id")):
             sends += await send_batches(topic, name, records, key)
         # Timestamped with the earliest ingress append, so the sink can report freshness from it.
-        sends += [await resolved_topic.send(value=value, partition=partition, timestamp=appended_s)
+        sends += [await send(resolved_topic, value, partition, appended_s)
                   for partition, value, appended_s in resolved_values(out)]
         await asyncio.gather(*sends, *(sent for _, sent in triggered))
         outputs_done = time.perf_counter()
@@ -177,7 +178,7 @@ def register(app: faust.App, settings: Settings) -> None:
                                                      for i in range(0, len(out.seen), SEEN_PER_ITEM)]
         changes += [(RULES_PREFIX + key, value) for key, value in state.engine.drain_changes()]
         group = changelog_group(state.last_offset, changes)
-        await asyncio.gather(*[await changelog.send(value=value, partition=0) for value in group])
+        await asyncio.gather(*[await send(changelog, value, 0) for value in group])
         metrics.STEP_SECONDS.labels("journey", "outputs").inc(outputs_done - started)
         metrics.STEP_SECONDS.labels("journey", "changelog").inc(time.perf_counter() - outputs_done)
         metrics.record_journey(batch)
@@ -185,7 +186,7 @@ def register(app: faust.App, settings: Settings) -> None:
         metrics.record_state(state.processor, state.engine)
 
     async def send_batches(topic: faust.TopicT, name: str, records: list[dict[str, Any]], key: str) -> list:
-        return [await topic.send(value=codec.encode_outputs(name, chunk), partition=partition)
+        return [await send(topic, codec.encode_outputs(name, chunk), partition)
                 for partition, chunk in by_partition(records, key, topic.partitions, per_record)]
 
     async def send_updates(sessions: list[dict[str, Any]], visits: list[dict[str, Any]]) -> list:
@@ -255,7 +256,7 @@ def register(app: faust.App, settings: Settings) -> None:
     async def run_batch(records: list[AcceptedRecord], started: float) -> None:
         last_offset = records[-1].offset
         # The intent must be stored before any output; its round trip overlaps the processing.
-        intent = await changelog.send(value=intent_record(last_offset), partition=0)
+        intent = await send(changelog, intent_record(last_offset), 0)
         state.last_offset = last_offset
         fresh = [e for record in records for e in record.events
                  if not state.seen.is_duplicate(e["event_id"], e["occurred_at"])]
