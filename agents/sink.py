@@ -111,11 +111,13 @@ class TableSink(threading.Thread):
             if wait <= 0:
                 break
             message = consumer.poll(wait)  # one at a time, so a batch stops at sink_batch_bytes
-            error = message.error() if message is not None else None
-            if message is not None and error is None:
+            if message is None:
+                continue
+            error = message.error()
+            if error is None:
                 batch.append(message)
                 size += len(message.value() or b"")
-            elif error is not None and error.code() != KafkaError._PARTITION_EOF:
+            elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("sink %s: consumer error %s", self.table, error)
             if batch and deadline is None:
                 deadline = time.monotonic() + settings.sink_batch_wait_ms / 1000

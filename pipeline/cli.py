@@ -834,10 +834,10 @@ def bench_cmd(
     """Measure the pipeline against raw Kafka, naive faust and Quix Streams on the same events.
 
     On private local stacks (a fresh one per contestant and layout, started and stopped here), every
-    contestant reads the same simulated events, first as one event per record, then as batched records: **raw_limit** (consume + Avro
-    decode, no processing), **naive_faust** (a Table update per event), **quix** (Quix Streams
-    session-window count per person) and **o2o_pipeline** (the real workers, until every event is
-    in ClickHouse). Then a paced run (`--rate` for `--seconds`) measures p50/p99 event -> trigger
+    contestant reads the same simulated events, first as one event per record, then as batched
+    records: **raw_limit** (consume + Avro decode, no processing), **naive_faust** (a Table update
+    per event), **quix** (Quix Streams session-window count per person) and **o2o_pipeline** (the
+    real workers, until every event is in ClickHouse). Then a paced run (`--rate` for `--seconds`) measures p50/p99 event -> trigger
     and event -> ClickHouse latency. Prints events/s, the ratios, and the latencies; `--json`
     prints one document. Takes several minutes; the baselines live in `bench/`.
     """
