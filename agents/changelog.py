@@ -82,12 +82,19 @@ def read_partitions(settings: Settings, topic: str, partitions: list[int]) -> di
 # "offset": null} ... and a last one with the input offset the state now reflects. A restore
 # applies complete groups only: a crash in the middle of writing a group leaves a tail without its
 # offset record, which is ignored (its input is read and processed again).
+#
+# A *snapshot* group holds the whole state, not the changes; its first record starts with
+# {"snapshot":true. It replaces everything before it, so the log before the last complete snapshot
+# is never needed: a restore reads from there, and retention may delete the rest. An agent writes
+# one on its first flush after a restore, when its changes since the last snapshot outgrow that
+# snapshot, and at least every `state_snapshot_interval_ms` (SnapshotSchedule).
 
 CHUNK_BYTES = 256 * 1024
 
 
-def changelog_group(offset: int, changes: list[tuple[str, object]]) -> list[bytes]:
-    """Record values for one flush: chunks of changes, the last carrying `offset`.
+def changelog_group(offset: int, changes: list[tuple[str, object]], snapshot: bool = False) -> list[bytes]:
+    """Record values for one flush: chunks of changes, the last carrying `offset`; with `snapshot`,
+    `changes` are the whole state and the first chunk says so.
 
     Values are JSON data whose integers fit in 64 bits (orjson raises TypeError on larger ones
     rather than write what it would read back as a float)."""
@@ -97,16 +104,20 @@ def changelog_group(offset: int, changes: list[tuple[str, object]]) -> list[byte
     for key, value in changes:
         item = orjson.dumps([key, value], option=orjson.OPT_NON_STR_KEYS)
         if chunk and size + len(item) > CHUNK_BYTES:
-            records.append(_group_record(chunk, None))
+            records.append(_group_record(chunk, None, snapshot and not records))
             chunk, size = [], 0
         chunk.append(item)
         size += len(item) + 1
-    records.append(_group_record(chunk, offset))
+    records.append(_group_record(chunk, offset, snapshot and not records))
     return records
 
 
-def _group_record(items: list[bytes], offset: int | None) -> bytes:
-    return b'{"offset":%s,"changes":[%s]}' % (b"null" if offset is None else b"%d" % offset, b",".join(items))
+SNAPSHOT_START = b'{"snapshot":true,'
+
+
+def _group_record(items: list[bytes], offset: int | None, starts_snapshot: bool) -> bytes:
+    return b'%s"offset":%s,"changes":[%s]}' % (SNAPSHOT_START if starts_snapshot else b"{",
+                                              b"null" if offset is None else b"%d" % offset, b",".join(items))
 
 
 def intent_record(last_offset: int) -> bytes:
@@ -120,10 +131,25 @@ def replay_changelog(values: list[bytes]) -> tuple[list[tuple[str, object]], int
     The intent is the last offset of a batch whose outputs may be partly published but whose
     state was never written: the agent must process exactly that batch again, so that it publishes
     the same outputs and leaves no version behind that an uninterrupted run would not have.
+
+    The changes start at the last complete snapshot (only the records from there on are parsed):
+    the log before it may have been deleted by retention, or cut anywhere.
     """
+    starts = [i for i, value in enumerate(values) if value.startswith(SNAPSHOT_START)]
+    for start in reversed(starts):  # the last one, unless a crash cut it short
+        applied, offset, intent, first_group_complete = _replay(values[start:])
+        if first_group_complete:
+            return applied, offset, intent
+    return _replay(values)[:3]
+
+
+def _replay(values: list[bytes]) -> tuple[list[tuple[str, object]], int | None, int | None, bool]:
+    """replay_changelog from the first record of `values`, and whether the group that the first
+    record starts is complete (no intent came before its offset record)."""
     applied: list[tuple[str, object]] = []
     pending: list[tuple[str, object]] = []
     offset = intent = None
+    first_group_complete = False
     for value in values:
         record = orjson.loads(value)
         if "intent" in record:
@@ -131,8 +157,34 @@ def replay_changelog(values: list[bytes]) -> tuple[list[tuple[str, object]], int
             continue
         pending.extend((key, item) for key, item in record["changes"])
         if record["offset"] is not None:
+            first_group_complete = first_group_complete or offset is None and intent is None
             applied.extend(pending)
             pending = []
             offset = record["offset"]
             intent = None
-    return applied, offset, intent
+    return applied, offset, intent, first_group_complete
+
+
+class SnapshotSchedule:
+    """When an agent flushes its whole state (a snapshot group) instead of its changes: on its first
+    flush (a new owner compacts the log it restored from), when the changes written since the last
+    snapshot outgrow max(`min_bytes`, that snapshot's size), so a restore reads at most about twice
+    the state, and at least every `interval_s`, so retention never deletes the last snapshot."""
+
+    def __init__(self, interval_s: float, min_bytes: int) -> None:
+        self.interval_s = interval_s
+        self.min_bytes = min_bytes
+        self.last_at: float | None = None  # time.monotonic() of the last snapshot
+        self.last_bytes = 0
+        self.bytes_since = 0
+
+    def due(self, now_s: float) -> bool:
+        return (self.last_at is None or now_s - self.last_at >= self.interval_s
+                or self.bytes_since >= max(self.min_bytes, self.last_bytes))
+
+    def wrote(self, group: list[bytes], snapshot: bool, now_s: float) -> None:
+        size = sum(map(len, group))
+        if snapshot:
+            self.last_at, self.last_bytes, self.bytes_since = now_s, size, 0
+        else:
+            self.bytes_since += size

@@ -9,7 +9,8 @@ persons and the journey batch; publish the session and visit updates (open ones 
 `open_update_interval_ms` each, latest version: journey_records.OpenUpdates), the person merges,
 the triggers (one topic per rule), the trigger decisions and the resolved-event envelopes for the
 sink, and wait for the acks; then write the state changes of both (and the ids seen) as one changelog
-group carrying the last input offset. The rules run here rather than in an agent of their own:
+group carrying the last input offset (now and then the whole state instead, a snapshot: see
+agents/changelog.py). The rules run here rather than in an agent of their own:
 they need each event with its person and the batch's session and visit changes together, and a
 further hop would add a Kafka round trip to every trigger's latency.
 
@@ -45,7 +46,7 @@ import faust
 from faust.types import TP
 
 from agents import metrics
-from agents.changelog import changelog_group, intent_record, read_partition, replay_changelog
+from agents.changelog import SnapshotSchedule, changelog_group, intent_record, read_partition, replay_changelog
 from agents.ingest import raw_sender, raw_topic
 from agents.journey_records import (OpenUpdates, by_partition, resolved_envelope, session_updates,
                                     trigger_decisions, trigger_key, visit_updates)
@@ -60,6 +61,7 @@ from pipeline.topics import (ACCEPTED, IDENTITY, JOURNEY_CHANGELOG, JOURNEY_PART
 
 occurred_at = itemgetter("occurred_at")
 SEEN_KEY = "seen"  # changelog key of the event ids a batch sessionised (for the journey's dedup)
+SEEN_WATERMARK_KEY = "seen_wm"  # in snapshots: the dedup watermark after the ids (Deduplicator.memory)
 SEEN_PER_ITEM = 5_000
 RESOLVED_RECORD_BYTES = 512 * 1024  # accepted records per o2o.resolved record: well under the 1 MB limit
 RULES_PREFIX = "r."  # changelog keys of the rule engine's state
@@ -102,6 +104,7 @@ class JourneyState:
         self.replay: list[AcceptedRecord] = []
         self.last_event_wall_ms = now_ms()
         self.open_updates: OpenUpdates | None = None
+        self.snapshots: SnapshotSchedule | None = None
         self.lock = asyncio.Lock()
 
 
@@ -133,6 +136,8 @@ def register(app: faust.App, settings: Settings) -> None:
             if key == SEEN_KEY:
                 for event_id, at in value:
                     state.seen.is_duplicate(event_id, at)
+            elif key == SEEN_WATERMARK_KEY:
+                state.seen.advance(value)
             elif key.startswith(RULES_PREFIX):
                 rule_changes.append((key[len(RULES_PREFIX):], value))
             else:
@@ -144,6 +149,8 @@ def register(app: faust.App, settings: Settings) -> None:
         # Open updates held back by the previous owner were never published: publish them all.
         state.open_updates = OpenUpdates(settings.open_update_interval_ms / 1000)
         state.open_updates.hold_all(state.processor.sessions.snapshot(), state.processor.visits.snapshot(), now_ms())
+        # The first flush writes the whole state: the log before it is then never read again.
+        state.snapshots = SnapshotSchedule(settings.state_snapshot_interval_ms / 1000, settings.state_snapshot_min_bytes)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
@@ -173,17 +180,29 @@ def register(app: faust.App, settings: Settings) -> None:
         await asyncio.gather(*sends, *(sent for _, sent in triggered))
         outputs_done = time.perf_counter()
         observe_trigger_latency(out, [trigger for trigger, _ in triggered])
-        # The ids seen go in pieces: a changelog item is one record, and records have a size limit.
-        changes = state.processor.drain_changes() + [(SEEN_KEY, out.seen[i:i + SEEN_PER_ITEM])
-                                                     for i in range(0, len(out.seen), SEEN_PER_ITEM)]
+        changes = state.processor.drain_changes() + seen_items(out.seen)
         changes += [(RULES_PREFIX + key, value) for key, value in state.engine.drain_changes()]
-        group = changelog_group(state.last_offset, changes)
+        snapshot = state.snapshots.due(time.monotonic())
+        group = changelog_group(state.last_offset, whole_state() if snapshot else changes, snapshot)
         await asyncio.gather(*[await send(changelog, value, 0) for value in group])
+        state.snapshots.wrote(group, snapshot, time.monotonic())
+        if snapshot:
+            metrics.STATE_SNAPSHOTS.labels("journey").inc()
         metrics.STEP_SECONDS.labels("journey", "outputs").inc(outputs_done - started)
         metrics.STEP_SECONDS.labels("journey", "changelog").inc(time.perf_counter() - outputs_done)
         metrics.record_journey(batch)
         metrics.record_rules(fired)
         metrics.record_state(state.processor, state.engine)
+
+    def seen_items(pairs: list[list]) -> list[tuple[str, list[list]]]:
+        """The ids seen go in pieces: a changelog item is one record, and records have a size limit."""
+        return [(SEEN_KEY, pairs[i:i + SEEN_PER_ITEM]) for i in range(0, len(pairs), SEEN_PER_ITEM)]
+
+    def whole_state() -> list[tuple[str, Any]]:
+        """A snapshot's changes: everything `restore()` needs, in the order it applies them."""
+        changes = list(state.processor.snapshot().items())
+        changes += seen_items(state.seen.memory()) + [(SEEN_WATERMARK_KEY, state.seen.watermark)]
+        return changes + [(RULES_PREFIX + key, value) for key, value in state.engine.snapshot().items()]
 
     async def send_batches(topic: faust.TopicT, name: str, records: list[dict[str, Any]], key: str) -> list:
         return [await send(topic, codec.encode_outputs(name, chunk), partition)

@@ -15,6 +15,7 @@ BATCH_RECORDS = Histogram("o2o_batch_records", "Kafka records per agent batch", 
 STEP_SECONDS = Counter("o2o_step_seconds_total", "Time spent per agent step (where a batch's time goes)",
                        ["stage", "step"])
 STATE_RESTORES = Counter("o2o_state_restored_records_total", "Changelog records replayed at start", ["stage"])
+STATE_SNAPSHOTS = Counter("o2o_state_snapshots_total", "Whole-state changelog groups written", ["stage"])
 
 
 def record_ingest(result) -> None:

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     # Open sessions and visits are published at most once per this interval each, latest version
     # only; closures, absorptions and merges at once. 0: every batch publishes what it changed.
     open_update_interval_ms: int = Field(default=1000, ge=0, le=60_000)
+    # The journey writes its whole state to its changelog (a snapshot) at least this often, and when
+    # the changes since the last snapshot outgrow max(state_snapshot_min_bytes, that snapshot): a
+    # restore reads from the last snapshot on, and retention (1 day at least) never deletes it.
+    state_snapshot_interval_ms: int = Field(default=3600_000, ge=1000, le=12 * 3600_000)
+    state_snapshot_min_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
 
     # --- stream processing ---------------------------------------------------------------------
     # Which agents a worker runs (comma-separated: ingest, journey, sink); e.g. sink-only workers.

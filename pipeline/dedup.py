@@ -119,6 +119,18 @@ class Deduplicator:
 
     # --- persistence ---------------------------------------------------------------------------
 
+    def memory(self) -> list[list[Any]]:
+        """The ids remembered, oldest first, each as [event id, start of its bucket in ms]: fed in
+        order to `is_duplicate` of a fresh deduplicator with the same window, followed by
+        `advance(watermark)`, they rebuild this one exactly (the same ids in the same buckets).
+        A changelog can carry this in pieces, which one `snapshot()` value cannot be."""
+        return [[event_id, bucket * self.bucket_ms] for bucket, ids in self._buckets for event_id in ids]
+
+    def advance(self, watermark: int | None) -> None:
+        """Move the watermark to `watermark` if that is later (see `memory`)."""
+        if watermark is not None and watermark > self._watermark:
+            self._advance(watermark)
+
     def snapshot(self) -> dict[str, Any]:
         """Plain, JSON-serialisable state; `Deduplicator.restore(snapshot)` rebuilds it exactly."""
         return {

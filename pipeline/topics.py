@@ -67,10 +67,12 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(RESOLVED), n, retention,
                   "accepted records with the person and lateness of each event: the sink's events"),
         TopicSpec(settings.topic(TRIGGER_LOG), n, retention, "every trigger decision, fired or suppressed"),
+        # Restores read from the last whole-state snapshot, written at least every 12 h.
         TopicSpec(settings.topic(JOURNEY_CHANGELOG), JOURNEY_PARTITIONS, max(retention, 86_400_000),
                   "journey agent state: identities, open sessions and visits"),
-        # Changelog partition p holds the state of partition p of every ingress topic.
-        TopicSpec(settings.topic(INGEST_DEDUP_CHANGELOG), n, max(retention, 86_400_000),
+        # Changelog partition p holds the state of partition p of every ingress topic. Only ids within
+        # the dedup window matter, so a restore reads hours, not the topics' retention, of them.
+        TopicSpec(settings.topic(INGEST_DEDUP_CHANGELOG), n, max(3 * settings.dedup_window_ms, 3_600_000),
                   "ingest agent state: event ids seen, per ingress partition"),
     ]
     specs += [TopicSpec(topic, n, retention, f"triggers of rule {rule}, keyed by person")

@@ -13,11 +13,15 @@ import time
 
 import pytest
 
-from agents.changelog import read_to_end
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from agents.admin import create_topics
+from agents.changelog import SNAPSHOT_START, read_partition, read_to_end
 from pipeline.journey import JourneyProcessor
 from pipeline.producer import EventProducer
 from pipeline.serde import EventCodec
-from pipeline.topics import ACCEPTED, IDENTITY, SESSIONS
+from pipeline.topics import ACCEPTED, IDENTITY, JOURNEY_CHANGELOG, SESSIONS
 from tests.conftest import wait_for
 
 MINUTE = 60_000
@@ -192,6 +196,51 @@ def test_open_updates_are_held_back_and_a_restarted_journey_publishes_what_its_p
     wait_for(lambda: sessionised_ids(pipeline_settings) == {"a1", "a2", "b1"}, 90,
              "the held update republished by the new owner")
     assert final_sessions(pipeline_settings) == reference_sessions(pipeline_settings)
+
+
+def keep_changelog_from(settings, index: int) -> None:
+    """What retention does to the head of the journey changelog, on a broker without DeleteRecords:
+    the topic made again with only the records from `index` on."""
+    topic = settings.topic(JOURNEY_CHANGELOG)
+    tail = read_partition(settings, topic, 0)[index:]
+    admin = AdminClient(settings.kafka_client_config())
+    admin.delete_topics([topic])[topic].result()
+    wait_for(lambda: topic not in admin.list_topics(timeout=10).topics, 30, "the changelog topic deleted")
+    create_topics(settings)
+    producer = Producer(settings.kafka_client_config())
+    for value in tail:
+        producer.produce(topic, value, partition=0)
+    assert producer.flush(30) == 0
+    assert read_partition(settings, topic, 0) == tail
+
+
+def test_a_journey_changelog_cut_before_its_last_snapshot_still_knows_every_identity(
+    pipeline_settings, start_worker
+):
+    send(pipeline_settings, [base("p1", "browse", T0, "app", member_id="m1", device_id="d1")])  # links d1 to m1
+    first = start_worker(**NOTHING_LATE)
+    wait_for(lambda: first.total("o2o_journey_events_total") == 1, 90, "the link processed")
+    send(pipeline_settings, [base("p2", "browse", T0 + MINUTE, "app", member_id="m2")])
+    wait_for(lambda: first.total("o2o_journey_events_total") == 2, 60, "a second batch: changes, not a snapshot")
+    first.stop(kill=True)
+
+    second = start_worker(**NOTHING_LATE)  # restores; its first flush is the whole state
+    send(pipeline_settings, [base("p3", "browse", T0 + 2 * MINUTE, "app", member_id="m3")])
+    wait_for(lambda: second.total("o2o_state_snapshots_total") == 1, 90, "the new owner's snapshot")
+    second.stop(kill=True)
+
+    values = read_partition(pipeline_settings, pipeline_settings.topic(JOURNEY_CHANGELOG), 0)
+    last_snapshot = max(i for i, value in enumerate(values) if value.startswith(SNAPSHOT_START))
+    assert any(b'"i:d:d1"' in value for value in values[:last_snapshot - 1]), "the link is in the head"
+    keep_changelog_from(pipeline_settings, last_snapshot)
+
+    third = start_worker(**NOTHING_LATE)
+    send(pipeline_settings, [base("p4", "browse", T0 + 3 * MINUTE, "app", device_id="d1")])  # only the device
+    wait_for(lambda: sessionised_ids(pipeline_settings) == {"p1", "p2", "p3", "p4"}, 90, "every event sessionised")
+    assert third.total("o2o_journey_events_total") == 1
+    sessions = final_sessions(pipeline_settings)
+    assert {s["person_id"] for s in sessions if "p4" in s["event_ids"]} == {"m:m1"}
+    assert sessions == reference_sessions(pipeline_settings)
 
 
 @pytest.mark.timeout(300)

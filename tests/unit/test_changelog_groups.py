@@ -1,4 +1,5 @@
-"""State changelog groups: only complete groups apply; an unfinished batch is named for replay."""
+"""State changelog groups: only complete groups apply; an unfinished batch is named for replay; a
+complete snapshot replaces everything before it, so the log before it may be gone."""
 
 import json
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.changelog import CHUNK_BYTES, changelog_group, intent_record, replay_changelog
+from agents.changelog import CHUNK_BYTES, SnapshotSchedule, changelog_group, intent_record, replay_changelog
 
 
 def test_a_group_ends_with_the_offset_its_state_reflects():
@@ -41,3 +42,70 @@ def test_any_changes_round_trip(changes, offset):
 def test_an_integer_beyond_64_bits_is_refused_rather_than_read_back_as_a_float():
     with pytest.raises(TypeError):
         changelog_group(1, [("k", 2**64)])
+
+
+def test_a_snapshot_replaces_everything_before_it():
+    log = changelog_group(1, [("a", 1), ("b", 2)]) + changelog_group(2, [("a", 3), ("c", 4)], snapshot=True)
+    log += changelog_group(3, [("c", None)])
+    assert replay_changelog(log) == ([("a", 3), ("c", 4), ("c", None)], 3, None)
+
+
+def test_a_log_whose_head_is_gone_restores_from_its_last_snapshot():
+    big_state = [(f"s:{i}", "v" * 1000) for i in range(600)]  # several chunks
+    head = changelog_group(1, [(f"old:{i}", "v" * 1000) for i in range(600)]) + [intent_record(2)]
+    snapshot = changelog_group(2, big_state + [("i:d1", "m1")], snapshot=True)
+    tail = [intent_record(3)] + changelog_group(3, [("s:0", None)])
+    whole = head + snapshot + tail
+    assert len(head) > 3 and len(snapshot) > 2
+    for cut in range(len(head) + 1):  # retention deleted any part of the head
+        assert replay_changelog(whole[cut:]) == (big_state + [("i:d1", "m1"), ("s:0", None)], 3, None)
+
+
+def test_a_snapshot_cut_short_by_a_crash_falls_back_to_the_one_before():
+    first = changelog_group(1, [("a", 1)], snapshot=True) + changelog_group(2, [("b", 2)])
+    crashed = [intent_record(3)] + changelog_group(3, [(f"s:{i}", "v" * 1000) for i in range(600)], snapshot=True)[:-1]
+    assert replay_changelog(first + crashed) == ([("a", 1), ("b", 2)], 2, 3)
+    redone = [intent_record(3)] + changelog_group(3, [("b", 3)])
+    assert replay_changelog(first + crashed + redone) == ([("a", 1), ("b", 2), ("b", 3)], 3, None)
+
+
+# A log written the way the agents write it: each flush is an intent, then a group of changes, or of
+# the whole state (a snapshot), or a crash that cuts the group short.
+flushes = st.lists(st.tuples(st.sampled_from(["changes", "snapshot", "crash"]),
+                             st.dictionaries(st.sampled_from("abcdef"), st.none() | st.integers(0, 9), max_size=4)),
+                   max_size=12)
+
+
+@given(flushes, st.integers(0, 200))
+def test_any_log_cut_before_its_last_complete_snapshot_restores_the_state_of_the_whole(flushes, cut):
+    log: list[bytes] = []
+    state: dict[str, int] = {}
+    last_snapshot_at = None
+    for offset, (kind, changes) in enumerate(flushes):
+        log.append(intent_record(offset))
+        if kind == "crash":
+            log += changelog_group(offset, [(f"x{i}", "v" * 1000) for i in range(300)], snapshot=True)[:-1]
+            continue
+        if kind == "snapshot":
+            state = {k: v for k, v in {**state, **changes}.items() if v is not None}
+            last_snapshot_at = len(log)
+            log += changelog_group(offset, sorted(state.items()), snapshot=True)
+        else:
+            state = {k: v for k, v in {**state, **changes}.items() if v is not None}
+            log += changelog_group(offset, sorted(changes.items()))
+    cut = min(cut, last_snapshot_at if last_snapshot_at is not None else 0)
+    changes, _, _ = replay_changelog(log[cut:])
+    assert {k: v for k, v in dict(changes).items() if v is not None} == state
+
+
+def test_snapshots_come_first_then_when_the_changes_outgrow_the_last_one_or_it_is_old():
+    schedule = SnapshotSchedule(interval_s=60, min_bytes=100)
+    assert schedule.due(0)  # a new owner's first flush
+    schedule.wrote([b"x" * 150], True, 0)
+    schedule.wrote([b"x" * 100], False, 1)
+    assert not schedule.due(1)  # 100 bytes of changes against a 150-byte snapshot
+    schedule.wrote([b"x" * 60], False, 2)
+    assert schedule.due(2)
+    schedule.wrote([b"x" * 10], True, 2)
+    schedule.wrote([b"x" * 99], False, 3)
+    assert not schedule.due(61) and schedule.due(62)  # min_bytes, then the interval

@@ -202,3 +202,22 @@ def test_size_never_exceeds_max_entries(events, max_entries):
     for event_id, t in events:
         dedup.is_duplicate(event_id, t)
         assert len(dedup) <= max_entries
+
+
+@given(stream, st.integers(0, 80), st.integers(1, 30))
+def test_memory_replayed_then_advanced_rebuilds_it_exactly(events, cut, max_entries):
+    """What the journey's changelog snapshots carry in pieces (agents/journey.py)."""
+    straight = Deduplicator(10, max_entries=max_entries, bucket_ms=3)
+    rebuilt = None
+    answers, resumed = [], []
+    for i, (event_id, t) in enumerate(events):
+        if i == cut:
+            rebuilt = Deduplicator(10, max_entries=max_entries, bucket_ms=3)
+            for remembered, at in json.loads(json.dumps(straight.memory())):
+                assert rebuilt.is_duplicate(remembered, at) is False
+            rebuilt.advance(straight.watermark)
+            assert len(rebuilt) == len(straight) and rebuilt.watermark == straight.watermark
+        answers.append(straight.is_duplicate(event_id, t))
+        if rebuilt is not None:
+            resumed.append(rebuilt.is_duplicate(event_id, t))
+    assert resumed == answers[cut:]
