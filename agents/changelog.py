@@ -99,15 +99,17 @@ def changelog_group(offset: int, changes: list[tuple[str, object]], snapshot: bo
     Values are JSON data whose integers fit in 64 bits (orjson raises TypeError on larger ones
     rather than write what it would read back as a float)."""
     records: list[bytes] = []
-    chunk: list[bytes] = []
-    size = 0
+    # Items go straight into the chunk: keeping each item's bytes until a join took fresh pages of
+    # memory for every one (3-4 times the time).
+    chunk = bytearray()
     for key, value in changes:
         item = orjson.dumps([key, value], option=orjson.OPT_NON_STR_KEYS)
-        if chunk and size + len(item) > CHUNK_BYTES:
+        if chunk and len(chunk) + len(item) >= CHUNK_BYTES:
             records.append(_group_record(chunk, None, snapshot and not records))
-            chunk, size = [], 0
-        chunk.append(item)
-        size += len(item) + 1
+            chunk = bytearray()
+        if chunk:
+            chunk += b","
+        chunk += item
     records.append(_group_record(chunk, offset, snapshot and not records))
     return records
 
@@ -115,9 +117,10 @@ def changelog_group(offset: int, changes: list[tuple[str, object]], snapshot: bo
 SNAPSHOT_START = b'{"snapshot":true,'
 
 
-def _group_record(items: list[bytes], offset: int | None, starts_snapshot: bool) -> bytes:
+def _group_record(items: bytearray, offset: int | None, starts_snapshot: bool) -> bytes:
+    """A record of a group: `items` are its changes as JSON, separated by commas."""
     return b'%s"offset":%s,"changes":[%s]}' % (SNAPSHOT_START if starts_snapshot else b"{",
-                                              b"null" if offset is None else b"%d" % offset, b",".join(items))
+                                              b"null" if offset is None else b"%d" % offset, items)
 
 
 def intent_record(last_offset: int) -> bytes:
