@@ -78,18 +78,22 @@ def read_partitions(settings: Settings, topic: str, partitions: list[int]) -> di
 
 
 # --- state changelogs written in groups ------------------------------------------------------------
-# One flush of an agent's state is a *group* of JSON records, {"changes": [[key, value], ...],
-# "offset": null} ... and a last one with the input offset the state now reflects. A restore
-# applies complete groups only: a crash in the middle of writing a group leaves a tail without its
-# offset record, which is ignored (its input is read and processed again).
+# One flush of an agent's state is a *group* of JSON records, {"begin":true,"offset":null,"changes":
+# [[key, value], ...]}, {"offset":null,...} ... and a last one with the input offset the state now
+# reflects. A restore applies complete groups only: a crash in the middle of writing a group leaves
+# a tail without its offset record, which is ignored (its input is read and processed again), as
+# the next owner's intent or group begins.
 #
-# A *snapshot* group holds the whole state, not the changes; its first record starts with
-# {"snapshot":true. It replaces everything before it, so the log before the last complete snapshot
-# is never needed: a restore reads from there, and retention may delete the rest. An agent writes
-# one on its first flush after a restore, when its changes since the last snapshot outgrow that
-# snapshot, and at least every `state_snapshot_interval_ms` (SnapshotSchedule).
+# A *snapshot* group holds the whole state, not the changes; it begins {"snapshot":true,. It
+# replaces everything before it, so the log before the last complete snapshot is never needed: a
+# restore reads only from there (`read_changelog_tail`), and retention may delete the rest. An
+# agent writes one on its first flush after a restore, when its changes since the last snapshot
+# outgrow that snapshot, and at least every `state_snapshot_interval_ms` (SnapshotSchedule).
 
 CHUNK_BYTES = 256 * 1024
+SNAPSHOT_START = b'{"snapshot":true,'
+GROUP_START = b'{"begin":true,'
+INTENT_START = b'{"intent":'
 
 
 def changelog_group(offset: int, changes: list[tuple[str, object]], snapshot: bool = False) -> list[bytes]:
@@ -98,6 +102,7 @@ def changelog_group(offset: int, changes: list[tuple[str, object]], snapshot: bo
 
     Values are JSON data whose integers fit in 64 bits (orjson raises TypeError on larger ones
     rather than write what it would read back as a float)."""
+    start = SNAPSHOT_START if snapshot else GROUP_START
     records: list[bytes] = []
     # Items go straight into the chunk: keeping each item's bytes until a join took fresh pages of
     # memory for every one (3-4 times the time).
@@ -105,27 +110,41 @@ def changelog_group(offset: int, changes: list[tuple[str, object]], snapshot: bo
     for key, value in changes:
         item = orjson.dumps([key, value], option=orjson.OPT_NON_STR_KEYS)
         if chunk and len(chunk) + len(item) >= CHUNK_BYTES:
-            records.append(_group_record(chunk, None, snapshot and not records))
+            records.append(_group_record(b"{" if records else start, chunk, None))
             chunk = bytearray()
         if chunk:
             chunk += b","
         chunk += item
-    records.append(_group_record(chunk, offset, snapshot and not records))
+    records.append(_group_record(b"{" if records else start, chunk, offset))
     return records
 
 
-SNAPSHOT_START = b'{"snapshot":true,'
-
-
-def _group_record(items: bytearray, offset: int | None, starts_snapshot: bool) -> bytes:
+def _group_record(start: bytes, items: bytearray, offset: int | None) -> bytes:
     """A record of a group: `items` are its changes as JSON, separated by commas."""
-    return b'%s"offset":%s,"changes":[%s]}' % (SNAPSHOT_START if starts_snapshot else b"{",
-                                              b"null" if offset is None else b"%d" % offset, items)
+    return b'%s"offset":%s,"changes":[%s]}' % (start, b"null" if offset is None else b"%d" % offset, items)
 
 
 def intent_record(last_offset: int) -> bytes:
     """Written before a batch's outputs: the batch ends at `last_offset` (see `replay_changelog`)."""
     return b'{"intent":%d}' % last_offset
+
+
+def last_complete_snapshot(values: list[bytes]) -> int | None:
+    """Index of the first record of the last complete snapshot group in `values`, or None. Reads
+    only the records' first bytes: a group record ends its group unless it says "offset":null."""
+    end_ahead = False  # a record ending the group that starts here comes before any intent or group start
+    for index in range(len(values) - 1, -1, -1):
+        value = values[index]
+        if value.startswith(INTENT_START):
+            end_ahead = False
+            continue
+        if b'"offset":null' not in value[:len(SNAPSHOT_START) + 16]:
+            end_ahead = True
+        if value.startswith(SNAPSHOT_START) and end_ahead:
+            return index
+        if value.startswith((SNAPSHOT_START, GROUP_START)):
+            end_ahead = False
+    return None
 
 
 def replay_changelog(values: list[bytes]) -> tuple[list[tuple[str, object]], int | None, int | None]:
@@ -138,34 +157,79 @@ def replay_changelog(values: list[bytes]) -> tuple[list[tuple[str, object]], int
     The changes start at the last complete snapshot (only the records from there on are parsed):
     the log before it may have been deleted by retention, or cut anywhere.
     """
-    starts = [i for i, value in enumerate(values) if value.startswith(SNAPSHOT_START)]
-    for start in reversed(starts):  # the last one, unless a crash cut it short
-        applied, offset, intent, first_group_complete = _replay(values[start:])
-        if first_group_complete:
-            return applied, offset, intent
-    return _replay(values)[:3]
-
-
-def _replay(values: list[bytes]) -> tuple[list[tuple[str, object]], int | None, int | None, bool]:
-    """replay_changelog from the first record of `values`, and whether the group that the first
-    record starts is complete (no intent came before its offset record)."""
     applied: list[tuple[str, object]] = []
     pending: list[tuple[str, object]] = []
     offset = intent = None
-    first_group_complete = False
-    for value in values:
+    for value in values[last_complete_snapshot(values) or 0:]:
         record = orjson.loads(value)
         if "intent" in record:
             intent, pending = record["intent"], []
             continue
+        if "begin" in record or "snapshot" in record:
+            pending = []  # what an unfinished group left (its writer crashed)
         pending.extend((key, item) for key, item in record["changes"])
         if record["offset"] is not None:
-            first_group_complete = first_group_complete or offset is None and intent is None
             applied.extend(pending)
             pending = []
             offset = record["offset"]
             intent = None
-    return applied, offset, intent, first_group_complete
+    return applied, offset, intent
+
+
+def read_changelog_tail(settings: Settings, topic: str, partition: int, window: int = 1024) -> list[bytes]:
+    """The record values of a group changelog's partition from its last complete snapshot on (all
+    of them when it has none): read from the end back in windows of `window` records, four times
+    longer each time, so a restore reads about the state and the changes since, whatever retention
+    keeps."""
+    consumer = Consumer({
+        **settings.kafka_client_config(),
+        "group.id": f"o2o-reader-{uuid.uuid4().hex[:8]}",  # assign() only; the group is never joined
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+    })
+    try:
+        first = _read_from(consumer, topic, partition, OFFSET_BEGINNING, stop_after_one=True)
+        if not first:
+            return []
+        low = first[0].offset()
+        # The end as the Fetch response gave it (ListOffsets under-reports it on the local broker).
+        high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)[1]
+        if high <= low:
+            high = low + 1
+        while True:
+            start = max(low, high - window)
+            values = [message.value() for message in _read_from(consumer, topic, partition, start)]
+            snapshot = last_complete_snapshot(values)
+            if snapshot is not None or start == low:
+                return values[snapshot or 0:]
+            window *= 4
+    finally:
+        consumer.close()
+
+
+def _read_from(consumer: Consumer, topic: str, partition: int, offset: int, stop_after_one: bool = False,
+               timeout_s: float = 60.0) -> list[Message]:
+    """Messages of one partition from `offset` to its end (or the first one only)."""
+    consumer.assign([TopicPartition(topic, partition, offset)])
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is None:
+            continue
+        error = message.error()
+        if error is None:
+            if offset >= 0 and message.offset() < offset:
+                continue  # fetched for an earlier assignment
+            messages.append(message)
+            if stop_after_one:
+                return messages
+        elif error.code() == KafkaError._PARTITION_EOF:
+            if not messages or message.offset() > messages[-1].offset():
+                return messages
+        else:
+            raise KafkaException(error)
+    raise TimeoutError(f"reading {topic} [{partition}] got no end-of-partition answer within {timeout_s:.0f} s")
 
 
 class SnapshotSchedule:

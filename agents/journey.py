@@ -46,7 +46,8 @@ import faust
 from faust.types import TP
 
 from agents import metrics
-from agents.changelog import SnapshotSchedule, changelog_group, intent_record, read_partition, replay_changelog
+from agents.changelog import (SnapshotSchedule, changelog_group, intent_record, read_changelog_tail,
+                              replay_changelog)
 from agents.ingest import raw_sender, raw_topic
 from agents.journey_records import (OpenUpdates, by_partition, resolved_envelope, session_updates,
                                     trigger_decisions, trigger_key, visit_updates)
@@ -127,7 +128,7 @@ def register(app: faust.App, settings: Settings) -> None:
 
     async def restore() -> None:
         values = await asyncio.get_running_loop().run_in_executor(
-            None, read_partition, settings, changelog.get_topic_name(), 0)
+            None, read_changelog_tail, settings, changelog.get_topic_name(), 0)
         changes, offset, intent = replay_changelog(values)
         metrics.STATE_RESTORES.labels("journey").inc(len(values))
         state.seen = settings.new_deduplicator()

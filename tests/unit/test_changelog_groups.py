@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.changelog import CHUNK_BYTES, SnapshotSchedule, changelog_group, intent_record, replay_changelog
+from agents.changelog import (CHUNK_BYTES, SnapshotSchedule, changelog_group, intent_record,
+                              last_complete_snapshot, replay_changelog)
 
 
 def test_a_group_ends_with_the_offset_its_state_reflects():
@@ -69,9 +70,24 @@ def test_a_snapshot_cut_short_by_a_crash_falls_back_to_the_one_before():
     assert replay_changelog(first + crashed + redone) == ([("a", 1), ("b", 2), ("b", 3)], 3, None)
 
 
+def test_a_group_left_unfinished_is_ignored_when_the_next_owner_flushes_without_an_intent():
+    crashed = changelog_group(1, [(f"s:{i}", "v" * 1000) for i in range(600)])[:-1]
+    idle_flush = changelog_group(1, [("wm", 5)])  # an idle advance has no input, so no intent
+    assert replay_changelog(crashed + idle_flush) == ([("wm", 5)], 1, None)
+
+
+def test_the_last_complete_snapshot_is_found_from_the_first_bytes_of_the_records():
+    snapshot = changelog_group(1, [(f"s:{i}", "v" * 1000) for i in range(600)], snapshot=True)
+    crashed = [intent_record(2)] + snapshot[:-1]
+    assert last_complete_snapshot(snapshot + crashed) == 0
+    assert last_complete_snapshot(snapshot + crashed + changelog_group(2, [("a", 1)])) == 0
+    assert last_complete_snapshot(crashed) is None
+    assert last_complete_snapshot([intent_record(1)] + changelog_group(1, [("a", 1)], snapshot=True)) == 1
+
+
 # A log written the way the agents write it: each flush is an intent, then a group of changes, or of
-# the whole state (a snapshot), or a crash that cuts the group short.
-flushes = st.lists(st.tuples(st.sampled_from(["changes", "snapshot", "crash"]),
+# the whole state (a snapshot), or a crash that cuts the group short; an idle flush has no intent.
+flushes = st.lists(st.tuples(st.sampled_from(["changes", "idle", "snapshot", "crash", "crashed snapshot"]),
                              st.dictionaries(st.sampled_from("abcdef"), st.none() | st.integers(0, 9), max_size=4)),
                    max_size=12)
 
@@ -82,17 +98,19 @@ def test_any_log_cut_before_its_last_complete_snapshot_restores_the_state_of_the
     state: dict[str, int] = {}
     last_snapshot_at = None
     for offset, (kind, changes) in enumerate(flushes):
-        log.append(intent_record(offset))
-        if kind == "crash":
-            log += changelog_group(offset, [(f"x{i}", "v" * 1000) for i in range(300)], snapshot=True)[:-1]
+        if kind != "idle":
+            log.append(intent_record(offset))
+        if kind.startswith("crash"):
+            log += changelog_group(offset, [(f"x{i}", "v" * 1000) for i in range(300)],
+                                   snapshot=kind == "crashed snapshot")[:-1]
             continue
+        state = {k: v for k, v in {**state, **changes}.items() if v is not None}
         if kind == "snapshot":
-            state = {k: v for k, v in {**state, **changes}.items() if v is not None}
             last_snapshot_at = len(log)
             log += changelog_group(offset, sorted(state.items()), snapshot=True)
         else:
-            state = {k: v for k, v in {**state, **changes}.items() if v is not None}
             log += changelog_group(offset, sorted(changes.items()))
+    assert last_complete_snapshot(log) == last_snapshot_at
     cut = min(cut, last_snapshot_at if last_snapshot_at is not None else 0)
     changes, _, _ = replay_changelog(log[cut:])
     assert {k: v for k, v in dict(changes).items() if v is not None} == state
