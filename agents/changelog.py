@@ -27,12 +27,7 @@ def read_to_end(settings: Settings, topic: str | list[str], partitions: list[int
     With `follow`, keeps waiting for new messages after the end (until the caller stops iterating).
     """
     topics = [topic] if isinstance(topic, str) else list(topic)
-    consumer = Consumer({
-        **settings.kafka_client_config(),
-        "group.id": f"o2o-reader-{uuid.uuid4().hex[:8]}",  # assign() only; the group is never joined
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-    })
+    consumer = _reader(settings)
     try:
         assigned = [(name, p) for name in topics
                     for p in (partitions if partitions is not None else _partitions_of(consumer, name))]
@@ -55,6 +50,16 @@ def read_to_end(settings: Settings, topic: str | list[str], partitions: list[int
                 raise KafkaException(error)
     finally:
         consumer.close()
+
+
+def _reader(settings: Settings) -> Consumer:
+    """A consumer for assign() reads that tells when it reaches a partition's end."""
+    return Consumer({
+        **settings.kafka_client_config(),
+        "group.id": f"o2o-reader-{uuid.uuid4().hex[:8]}",  # assign() only; the group is never joined
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+    })
 
 
 def _partitions_of(consumer: Consumer, topic: str) -> list[int]:
@@ -181,12 +186,7 @@ def read_changelog_tail(settings: Settings, topic: str, partition: int, window: 
     of them when it has none): read from the end back in windows of `window` records, four times
     longer each time, so a restore reads about the state and the changes since, whatever retention
     keeps."""
-    consumer = Consumer({
-        **settings.kafka_client_config(),
-        "group.id": f"o2o-reader-{uuid.uuid4().hex[:8]}",  # assign() only; the group is never joined
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-    })
+    consumer = _reader(settings)
     try:
         first = _read_from(consumer, topic, partition, OFFSET_BEGINNING, stop_after_one=True)
         if not first:
