@@ -168,16 +168,19 @@ def register(app: faust.App, settings: Settings) -> None:
                                           codec.encode_output("trigger", trigger.to_record(emitted_at)),
                                           partition_for(trigger_key(trigger), n)))
                      for trigger in fired.triggers]
+        # Then the events for the sink (timestamped with the earliest ingress append, so the sink
+        # can report freshness from it), and a turn of the loop, in which the producer sends them
+        # while the session and visit updates are encoded.
+        sends = [await send(resolved_topic, value, partition, appended_s)
+                 for partition, value, appended_s in resolved_values(out)]
+        await asyncio.sleep(0)
         sessions, visits = state.open_updates.pass_through(
             session_updates(batch, emitted_at), visit_updates(batch, emitted_at), time.monotonic())
-        sends = await send_updates(sessions, visits)
+        sends += await send_updates(sessions, visits)
         for topic, name, records, key in (
                 (identity_topic, "person_merge", [m.to_dict() for m in batch.merges], "from_person"),
                 (decisions_topic, "trigger_decision", trigger_decisions(fired, emitted_at), "person_id")):
             sends += await send_batches(topic, name, records, key)
-        # Timestamped with the earliest ingress append, so the sink can report freshness from it.
-        sends += [await send(resolved_topic, value, partition, appended_s)
-                  for partition, value, appended_s in resolved_values(out)]
         await asyncio.gather(*sends, *(sent for _, sent in triggered))
         outputs_done = time.perf_counter()
         observe_trigger_latency(out, [trigger for trigger, _ in triggered])
