@@ -46,9 +46,9 @@ import faust
 from faust.types import TP
 
 from agents import metrics
+from agents.app import raw_sender, raw_topic
 from agents.changelog import (SnapshotSchedule, changelog_group, intent_record, read_changelog_tail,
                               replay_changelog)
-from agents.ingest import raw_sender, raw_topic
 from agents.journey_records import (OpenUpdates, by_partition, resolved_envelope, session_updates,
                                     trigger_decisions, trigger_key, visit_updates)
 from pipeline.config import Settings

@@ -4,8 +4,8 @@ lag = high watermark - committed offset, summed over the topic's partitions (a p
 committed offset counts from its start). A background thread of the worker recomputes it every
 `interval_s` seconds for the groups of the agents that worker runs:
 
-    ingest   <prefix>-pipeline        on the ingress topics (faust's group: the app id)
-    journey  <prefix>-pipeline        on <prefix>.accepted
+    ingest   <prefix>-ingest          on the ingress topics
+    journey  <prefix>-pipeline        on <prefix>.accepted (faust's group: the app id)
     sink     <prefix>-sink-<table>    on resolved, sessions, visits, trigger-log, identity
 
 Committed offsets come from an OffsetFetch (`AdminClient.list_consumer_group_offsets`). High
@@ -50,11 +50,15 @@ def pipeline_group(settings: Settings) -> str:
     return f"{settings.topic_prefix}-pipeline"
 
 
+def ingest_group(settings: Settings) -> str:
+    return f"{settings.topic_prefix}-ingest"
+
+
 def watched_groups(settings: Settings, agents: set[str]) -> dict[str, list[str]]:
     """{consumer group: its topics} for the agents a worker runs."""
     groups: dict[str, list[str]] = {}
     if "ingest" in agents:
-        groups.setdefault(pipeline_group(settings), []).extend(ingress_topics(settings).values())
+        groups[ingest_group(settings)] = list(ingress_topics(settings).values())
     if "journey" in agents:
         groups.setdefault(pipeline_group(settings), []).append(settings.topic(ACCEPTED))
     if "sink" in agents:

@@ -178,3 +178,29 @@ def test_kill_9_mid_stream_loses_no_accepted_event(pipeline_settings, start_work
              "every event accepted after the restart")
 
     assert second.total("o2o_dead_letters_total") == 0
+
+
+def test_a_partition_the_ingest_group_never_committed_starts_where_the_faust_agent_group_left_it(
+    pipeline_settings, start_worker
+):
+    """Workers before ingest ran on confluent-kafka committed in faust's group, `<prefix>-pipeline`:
+    an upgraded worker must not ingest again what those had done."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from agents.lag import pipeline_group
+
+    codec = EventCodec()
+    topic = ingress_topics(pipeline_settings)["browse"]
+    produce(pipeline_settings, topic, [codec.encode(event(i)) for i in range(10)], key=lambda i: f"m-{i % 7}".encode())
+    done = {}  # what the old agent had processed: all ten
+    for message in read_to_end(pipeline_settings, topic):
+        done[message.partition()] = message.offset() + 1
+    old = Consumer({**pipeline_settings.kafka_client_config(), "group.id": pipeline_group(pipeline_settings)})
+    old.commit(offsets=[TopicPartition(topic, p, offset) for p, offset in done.items()], asynchronous=False)
+    old.close()
+    produce(pipeline_settings, topic, [codec.encode(event(i)) for i in range(10, 15)],
+            key=lambda i: f"m-{i % 7}".encode())
+
+    worker = start_worker(O2O_WORKER_AGENTS="ingest")
+    wait_for(lambda: worker.total("o2o_events_accepted_total") == 5, 90, "the five new events accepted")
+    assert sorted(e["event_id"] for e in accepted_events(pipeline_settings)) == [f"ev-{i}" for i in range(10, 15)]
