@@ -175,7 +175,7 @@ def worker_cmd(
     agents: Annotated[Optional[str], typer.Option(
         help="Agents to run, comma-separated from ingest, journey, sink (default: all; setting worker_agents).")] = None,
 ) -> None:
-    """Run a faust worker: ingest (validate, hash, dedup), journey (identity, sessions, visits,
+    """Run a worker: ingest (validate, hash, dedup), journey (identity, sessions, visits,
     trigger rules) and sink (ClickHouse). Start more workers to share the partitions.
 
     Stops cleanly on SIGTERM or Ctrl-C; serves Prometheus metrics on metrics_port (0 turns them off).
