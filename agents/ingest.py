@@ -105,7 +105,7 @@ class IngestAgent(threading.Thread):
                         log.warning("ingest: consumer error %s", message.error())
                 if batch:
                     self.process(batch, producer)
-                    consumer.commit(offsets=next_offsets(batch), asynchronous=False)
+                    commit(consumer, next_offsets(batch))
         finally:
             consumer.close()
             producer.flush(10)
@@ -226,6 +226,15 @@ class IngestAgent(threading.Thread):
         if self.delivery_errors:
             errors, self.delivery_errors = self.delivery_errors, []
             raise KafkaException(errors[0])
+
+
+def commit(consumer: Consumer, offsets: list[TopicPartition]) -> None:
+    """Commit after a batch. A rebalance under way refuses it: that is no error, since the batch's
+    outputs are stored and the changelog's offsets keep the next owner from processing it again."""
+    try:
+        consumer.commit(offsets=offsets, asynchronous=False)
+    except KafkaException as exc:
+        log.warning("ingest: offsets not committed (%s); the changelog has them", exc.args[0])
 
 
 def next_offsets(messages: list) -> list[TopicPartition]:
