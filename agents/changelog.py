@@ -69,11 +69,6 @@ def _partitions_of(consumer: Consumer, topic: str) -> list[int]:
     return sorted(metadata.partitions)
 
 
-def read_partition(settings: Settings, topic: str, partition: int) -> list[bytes]:
-    """Every record value of one partition, in offset order (an agent's changelog on restore)."""
-    return read_partitions(settings, topic, [partition])[partition]
-
-
 def read_partitions(settings: Settings, topic: str, partitions: list[int]) -> dict[int, list[bytes]]:
     """Every record value of several partitions with one consumer: {partition: values in offset order}."""
     values: dict[int, list[bytes]] = {partition: [] for partition in partitions}

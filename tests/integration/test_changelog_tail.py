@@ -3,7 +3,7 @@ restore reads, however much older log retention keeps."""
 
 from __future__ import annotations
 
-from agents.changelog import changelog_group, intent_record, read_changelog_tail, read_partition
+from agents.changelog import changelog_group, intent_record, read_changelog_tail, read_partitions
 
 
 def flushes(first_offset: int, count: int) -> list[bytes]:
@@ -23,7 +23,7 @@ def test_the_tail_from_the_last_complete_snapshot_is_read_back_from_the_end(stac
     start = 600 + 1  # 300 flushes of two records, then the snapshot's intent
     assert read_changelog_tail(stack, topic, 0, window=4) == log[start:]  # windows of 4, 16, 64
     assert read_changelog_tail(stack, topic, 0) == log[start:]
-    assert read_partition(stack, topic, 0) == log
+    assert read_partitions(stack, topic, [0])[0] == log
 
 
 def test_a_changelog_without_a_snapshot_is_read_whole_and_an_empty_one_gives_nothing(stack, unique_topic,

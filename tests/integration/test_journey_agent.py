@@ -17,7 +17,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from agents.admin import create_topics
-from agents.changelog import SNAPSHOT_START, read_partition, read_to_end
+from agents.changelog import SNAPSHOT_START, read_partitions, read_to_end
 from pipeline.journey import JourneyProcessor
 from pipeline.producer import EventProducer
 from pipeline.serde import EventCodec
@@ -202,7 +202,7 @@ def keep_changelog_from(settings, index: int) -> None:
     """What retention does to the head of the journey changelog, on a broker without DeleteRecords:
     the topic made again with only the records from `index` on."""
     topic = settings.topic(JOURNEY_CHANGELOG)
-    tail = read_partition(settings, topic, 0)[index:]
+    tail = read_partitions(settings, topic, [0])[0][index:]
     admin = AdminClient(settings.kafka_client_config())
     admin.delete_topics([topic])[topic].result()
     wait_for(lambda: topic not in admin.list_topics(timeout=10).topics, 30, "the changelog topic deleted")
@@ -211,7 +211,7 @@ def keep_changelog_from(settings, index: int) -> None:
     for value in tail:
         producer.produce(topic, value, partition=0)
     assert producer.flush(30) == 0
-    assert read_partition(settings, topic, 0) == tail
+    assert read_partitions(settings, topic, [0])[0] == tail
 
 
 def test_a_journey_changelog_cut_before_its_last_snapshot_still_knows_every_identity(
@@ -229,7 +229,7 @@ def test_a_journey_changelog_cut_before_its_last_snapshot_still_knows_every_iden
     wait_for(lambda: second.total("o2o_state_snapshots_total") == 1, 90, "the new owner's snapshot")
     second.stop(kill=True)
 
-    values = read_partition(pipeline_settings, pipeline_settings.topic(JOURNEY_CHANGELOG), 0)
+    values = read_partitions(pipeline_settings, pipeline_settings.topic(JOURNEY_CHANGELOG), [0])[0]
     last_snapshot = max(i for i, value in enumerate(values) if value.startswith(SNAPSHOT_START))
     assert any(b'"i:d:d1"' in value for value in values[:last_snapshot - 1]), "the link is in the head"
     keep_changelog_from(pipeline_settings, last_snapshot)
