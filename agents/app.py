@@ -9,6 +9,7 @@ import threading
 from typing import Any, Awaitable, Callable
 
 import faust
+from confluent_kafka import Consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from pipeline.config import Settings
@@ -17,6 +18,20 @@ from pipeline.config import Settings
 # o2o.resolved records (up to 512 KiB each): a journey working off a backlog then cycled (outputs,
 # acks, changelog) every ~2,000 events, and the events sink fell seconds behind the journey.
 FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
+
+
+def group_consumer(settings: Settings, group: str, fetch_max_wait_ms: int) -> Consumer:
+    """A confluent-kafka consumer of `group` for the agents in threads (ingest, sink): offsets
+    committed by hand after a batch is stored, a new group starting at the earliest offset."""
+    return Consumer({
+        **settings.kafka_client_config(),
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
+        "fetch.wait.max.ms": fetch_max_wait_ms,
+        "max.partition.fetch.bytes": FETCH_BYTES_PER_PARTITION,
+    })
 
 
 class PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

@@ -34,7 +34,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaExcepti
 from confluent_kafka.admin import AdminClient
 
 from agents import metrics
-from agents.app import FETCH_BYTES_PER_PARTITION
+from agents.app import group_consumer
 from agents.changelog import read_partitions
 from agents.lag import ingest_group, pipeline_group
 from pipeline.config import Settings
@@ -82,17 +82,8 @@ class IngestAgent(threading.Thread):
 
     def consume(self) -> None:
         settings = self.settings
-        config = settings.kafka_client_config()
-        consumer = Consumer({
-            **config,
-            "group.id": ingest_group(settings),
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": settings.kafka_session_timeout_ms,
-            "fetch.wait.max.ms": settings.kafka_fetch_max_wait_ms,
-            "max.partition.fetch.bytes": FETCH_BYTES_PER_PARTITION,
-        })
-        producer = Producer({**config, "enable.idempotence": True, "linger.ms": 5})
+        consumer = group_consumer(settings, ingest_group(settings), settings.kafka_fetch_max_wait_ms)
+        producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True, "linger.ms": 5})
         consumer.subscribe(list(ingress_topics(settings).values()), on_assign=self.assigned, on_revoke=self.revoked)
         try:
             while not self.stop.is_set():

@@ -42,7 +42,7 @@ from clickhouse_driver import Client
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from agents import metrics
-from agents.app import FETCH_BYTES_PER_PARTITION
+from agents.app import group_consumer
 from pipeline.config import Settings
 from pipeline.serde import EventCodec, registry_from_settings
 from pipeline.topics import IDENTITY, RESOLVED, SESSIONS, TRIGGER_LOG, VISITS
@@ -79,15 +79,7 @@ class TableSink(threading.Thread):
 
     def consume_and_store(self) -> None:
         settings = self.settings
-        consumer = Consumer({
-            **settings.kafka_client_config(),
-            "group.id": f"{settings.topic_prefix}-sink-{self.table}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": settings.kafka_session_timeout_ms,
-            "fetch.wait.max.ms": settings.sink_fetch_max_wait_ms,
-            "max.partition.fetch.bytes": FETCH_BYTES_PER_PARTITION,
-        })
+        consumer = group_consumer(settings, f"{settings.topic_prefix}-sink-{self.table}", settings.sink_fetch_max_wait_ms)
         client = Client(**settings.clickhouse_client_kwargs(), connect_timeout=3, send_receive_timeout=60)
         consumer.subscribe([self.topic])
         try:

@@ -837,8 +837,8 @@ def bench_cmd(
     contestant reads the same simulated events, first as one event per record, then as batched
     records: **raw_limit** (consume + Avro decode, no processing), **naive_faust** (a Table update
     per event), **quix** (Quix Streams session-window count per person) and **o2o_pipeline** (the
-    real workers, until every event is in ClickHouse). Then a paced run (`--rate` for `--seconds`) measures p50/p99 event -> trigger
-    and event -> ClickHouse latency. Prints events/s, the ratios, and the latencies; `--json`
+    real workers, until every event is in ClickHouse). Then a paced run (`--rate` for `--seconds`)
+    measures p50/p99 event -> trigger and event -> ClickHouse latency. Prints events/s, the ratios, and the latencies; `--json`
     prints one document. Takes several minutes; the baselines live in `bench/`.
     """
     root = Path(__file__).resolve().parents[1]
