@@ -1,7 +1,11 @@
-.PHONY: bootstrap demo test stack-smoke clean
+.PHONY: bootstrap compile demo test stack-smoke clean
 
 bootstrap:
 	@scripts/bootstrap.sh
+
+# The journey core as native code (bootstrap does it too; again after editing the core's sources).
+compile:
+	.venv/bin/python scripts/compile_core.py
 
 # The main job: the whole loop on the local stack.
 demo: bootstrap
@@ -16,4 +20,4 @@ stack-smoke: bootstrap
 
 clean:
 	-.venv/bin/o2o stack down
-	rm -rf .o2o .pytest_cache .hypothesis
+	rm -rf .o2o .pytest_cache .hypothesis build

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import signal
 import ssl
 import threading
@@ -12,12 +13,15 @@ import faust
 from confluent_kafka import Consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from pipeline.compiled import core_status
 from pipeline.config import Settings
 
 # Per partition and Fetch, for the agents and the sink. The clients' 1 MiB is two o2o.accepted or
 # o2o.resolved records (up to 512 KiB each): a journey working off a backlog then cycled (outputs,
 # acks, changelog) every ~2,000 events, and the events sink fell seconds behind the journey.
 FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
+
+log = logging.getLogger("o2o.worker")
 
 
 def group_consumer(settings: Settings, group: str, fetch_max_wait_ms: int) -> Consumer:
@@ -142,6 +146,8 @@ def run_worker(settings: Settings) -> None:
         threads[-1].start()
     try:
         if "journey" in wanted:
+            status = core_status()
+            (log.info if status.startswith("compiled") else log.warning)("journey core: %s", status)
             run_faust_worker(settings)
         else:
             for signum in (signal.SIGTERM, signal.SIGINT):

@@ -3,6 +3,7 @@
     .venv/bin/python bench/core_bench.py                       # 1M events, batches of 1,000
     .venv/bin/python bench/core_bench.py --events 200000 --profile
     .venv/bin/python bench/core_bench.py --decode-per-batch    # each batch decoded just before it runs
+    O2O_INTERPRETED=1 .venv/bin/python bench/core_bench.py     # the core's sources interpreted, not compiled
 
 The synthetic stream is built in memory first (not timed): persons with realistic identifier
 usage (members logged in on the app, anonymous devices, store Wi-Fi MACs, POS phone numbers),
@@ -20,9 +21,11 @@ import json
 import pickle
 import pstats
 import random
+import sys
 import time
 from typing import Any
 
+from pipeline.compiled import core_status
 from pipeline.journey import JourneyProcessor
 
 TARGET_EVENTS_PER_S = 200_000  # issue 4, JourneyProcessor alone over a 1M-event stream
@@ -140,7 +143,13 @@ def arrival_order(rng: random.Random, events: list[dict[str, Any]]) -> list[dict
     # Re-create the events in arrival order, as a decoder would: the events of one batch then sit
     # together in memory. Reading them in generation order instead costs cache misses that are an
     # artefact of building the stream up front, not a cost of the processor.
-    return pickle.loads(pickle.dumps([events[i] for _, i in keyed], protocol=pickle.HIGHEST_PROTOCOL))
+    return decode(pickle.dumps([events[i] for _, i in keyed], protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def decode(encoded: bytes) -> list[dict[str, Any]]:
+    """Pickled events back, keyed as validation keys them (interned schema field names,
+    pipeline/events.py): unpickled keys are copies, which the core would compare byte by byte."""
+    return [{sys.intern(key): value for key, value in event.items()} for event in pickle.loads(encoded)]
 
 
 def run(events: list[dict[str, Any]], batch_size: int, changes_every: int,
@@ -158,7 +167,7 @@ def run(events: list[dict[str, Any]], batch_size: int, changes_every: int,
             batch = processor.process(events[offset:offset + batch_size])
         else:
             decoded = time.perf_counter()
-            events_now = pickle.loads(encoded[batch_no - 1])
+            events_now = decode(encoded[batch_no - 1])
             decoding += time.perf_counter() - decoded
             batch = processor.process(events_now)
         out["sessions_closed"] += len(batch.sessions_closed)
@@ -177,7 +186,7 @@ def run(events: list[dict[str, Any]], batch_size: int, changes_every: int,
                late=processor.stats["late"], merges=processor.stats["merges"],
                conflicts=processor.stats["conflicts"], persons=sum(1 for _ in processor.identity.persons()),
                batch_size=batch_size, changes_every=changes_every, gc_threshold=gc.get_threshold(),
-               gc_enabled=gc.isenabled(), decode_per_batch=encoded is not None)
+               gc_enabled=gc.isenabled(), decode_per_batch=encoded is not None, core=core_status())
     return out
 
 
@@ -217,6 +226,7 @@ def main() -> None:
     mix: dict[str, int] = {}
     for event in events:
         mix[event["event_type"]] = mix.get(event["event_type"], 0) + 1
+    print(f"journey core: {core_status()}")
     print(f"generated {len(events):,} events in {time.perf_counter() - began:.1f}s; mix {mix}", flush=True)
     encoded = None
     if args.decode_per_batch:

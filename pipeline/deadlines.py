@@ -72,4 +72,4 @@ class DeadlineIndex:
 
 def _pairs(entries: list[int | str]) -> list[Deadline]:
     """[deadline, id, deadline, id, ...] -> [(deadline, id), ...]."""
-    return list(zip(entries[::2], entries[1::2]))
+    return list(zip(entries[::2], entries[1::2]))  # type: ignore[arg-type]  # deadlines at even places, ids at odd

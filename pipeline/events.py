@@ -20,6 +20,7 @@ or integer epoch milliseconds. `pipeline.validation` turns canonical JSON into n
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from importlib import resources
@@ -103,7 +104,7 @@ def _field_spec(field: dict[str, Any]) -> FieldSpec:
         kind = "timestamp_ms"
     has_default = "default" in field
     return FieldSpec(
-        name=field["name"],
+        name=sys.intern(field["name"]),  # the core reads events by these keys: equal by identity, no compare
         kind=kind,
         nullable=nullable,
         required=not has_default,

@@ -121,7 +121,10 @@ class IdentityGraph:
     def resolve(self, event: dict[str, Any]) -> str:
         """The person id of `event`, linking its identifiers first (merges go to pending_merges)."""
         # A normalised event (pipeline.events) carries every identifier key, None when absent.
-        member, phone, device, mac = event["member_id"], event["phone_hash"], event["device_id"], event["wifi_mac_hash"]
+        member: str | None = event["member_id"]
+        phone: str | None = event["phone_hash"]
+        device: str | None = event["device_id"]
+        mac: str | None = event["wifi_mac_hash"]
         # Most events carry exactly one identifier: one look-up, nothing to link (the hot path).
         if member:
             key = None if phone or device or mac else "m:" + member

@@ -34,22 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from pipeline.identity import IdentityConflict, IdentityGraph, PersonMerge
-from pipeline.sessions import NEVER, Session, SessionPolicy, SessionTracker
-from pipeline.visits import Visit, VisitPolicy, VisitTracker
-
-
-@dataclass(frozen=True, slots=True)
-class JourneyPolicy:
-    """allowed_lateness_ms: how far behind the watermark an event may be and still count."""
-
-    allowed_lateness_ms: int = 60 * 60_000
-    sessions: SessionPolicy = SessionPolicy()
-    visits: VisitPolicy = VisitPolicy()
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.allowed_lateness_ms, int) or self.allowed_lateness_ms < 0:
-            raise ValueError("journey allowed_lateness_ms must be an integer >= 0 milliseconds, "
-                             f"got {self.allowed_lateness_ms!r}")
+from pipeline.policy import JourneyPolicy, VisitPolicy
+from pipeline.sessions import NEVER, Session, SessionTracker
+from pipeline.visits import Visit, VisitTracker
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,36 +133,35 @@ class JourneyProcessor:
 
         Events are normalised events (`pipeline.events`: every common key present, None when
         absent), as validation produces them; the hot path reads keys without defaults."""
-        resolve, identity = self.identity.resolve, self.identity
-        add_session, add_visit = self.sessions.add, self.visits.add
+        identity, sessions, visits = self.identity, self.sessions, self.visits
         lateness = self.policy.allowed_lateness_ms
         watermark = self.watermark_ms if self.watermark_ms is not None else -NEVER
         cutoff = watermark - lateness
         late: list[LateEvent] = []
         resolved: list[tuple[str, dict[str, Any]]] = []
-        note = resolved.append
         for event in events:
-            person = resolve(event)
-            note((person, event))
+            person = identity.resolve(event)
+            resolved.append((person, event))
             if identity.pending_merges:
                 self._rehome(identity.pending_merges)
-            t = event["occurred_at"]
+            t: int = event["occurred_at"]
             if t > watermark:
                 watermark = t
                 cutoff = t - lateness
             elif t < cutoff:
                 late.append(LateEvent(person, event))
                 continue
-            add_session(person, event, t)
-            if event["event_type"] == "wifi_checkin":
-                store = event["store_id"]
+            sessions.add(person, event, t)
+            kind: str = event["event_type"]
+            if kind == "wifi_checkin":
+                store: str | None = event["store_id"]
                 if store:
-                    add_visit(person, store, event, t)
+                    visits.add(person, store, event, t)
         return self._finish_batch(watermark, len(resolved), late, resolved)
 
     def process_resolved(self, pairs: Iterable[tuple[str, dict[str, Any]]]) -> JourneyBatch:
         """Like `process` for (person_id, event) pairs already resolved by an identity stage."""
-        add_session, add_visit = self.sessions.add, self.visits.add
+        sessions, visits = self.sessions, self.visits
         lateness = self.policy.allowed_lateness_ms
         watermark = self.watermark_ms if self.watermark_ms is not None else -NEVER
         cutoff = watermark - lateness
@@ -183,18 +169,19 @@ class JourneyProcessor:
         count = 0
         for person, event in pairs:
             count += 1
-            t = event["occurred_at"]
+            t: int = event["occurred_at"]
             if t > watermark:
                 watermark = t
                 cutoff = t - lateness
             elif t < cutoff:
                 late.append(LateEvent(person, event))
                 continue
-            add_session(person, event, t)
-            if event["event_type"] == "wifi_checkin":
-                store = event["store_id"]
+            sessions.add(person, event, t)
+            kind: str = event["event_type"]
+            if kind == "wifi_checkin":
+                store: str | None = event["store_id"]
                 if store:
-                    add_visit(person, store, event, t)
+                    visits.add(person, store, event, t)
         return self._finish_batch(watermark, count, late)
 
     def _rehome(self, merges: list[PersonMerge]) -> None:

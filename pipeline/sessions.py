@@ -38,16 +38,16 @@ when it arrives out of order.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 from pipeline.deadlines import DeadlineIndex
 from pipeline.events import ENUMS, EVENT_TYPES
 from pipeline.events import format_occurred_at as iso_utc
+from pipeline.policy import SessionPolicy
 
 # The schema's channels, one bit each: a session keeps the channels it saw as one int.
 CHANNELS: tuple[str, ...] = ENUMS[("browse", "channel")]
-CHANNEL_BIT = {channel: 1 << i for i, channel in enumerate(CHANNELS)}
+CHANNEL_BIT: dict[str, int] = {channel: 1 << i for i, channel in enumerate(CHANNELS)}
 # Online channels; the rest (wifi, pos, call_center, other) happen in or about a shop: offline.
 ONLINE_CHANNELS = frozenset({"app", "web", "mini_program"})
 ONLINE_MASK = sum(CHANNEL_BIT[c] for c in ONLINE_CHANNELS)
@@ -56,23 +56,6 @@ OTHER_BIT = CHANNEL_BIT["other"]
 _COUNT_FIELDS = {kind: f"n_{kind}" for kind in EVENT_TYPES}
 _CHANNEL_SPLITS: dict[int, tuple[list[str], list[str]]] = {}  # channel bits -> (online, offline)
 NEVER = 1 << 62  # "no online event yet" sentinel for min(); fits an Int64 column
-
-
-@dataclass(frozen=True, slots=True)
-class SessionPolicy:
-    """gap_ms: inactivity that ends a session (30 min, the web analytics convention).
-    max_length_ms: longest session (8 h); longer activity is cut, so an always-on device, e.g. a
-    staff phone on the store Wi-Fi, does not make one endless session."""
-
-    gap_ms: int = 30 * 60_000
-    max_length_ms: int = 8 * 3600_000
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.gap_ms, int) or self.gap_ms <= 0:
-            raise ValueError(f"session gap_ms must be a positive integer of milliseconds, got {self.gap_ms!r}")
-        if not isinstance(self.max_length_ms, int) or self.max_length_ms < self.gap_ms:
-            raise ValueError(f"session max_length_ms must be an integer >= gap_ms ({self.gap_ms}), "
-                             f"got {self.max_length_ms!r}")
 
 
 def stable_id(*parts: str) -> str:
@@ -112,7 +95,7 @@ class Session:
         elif t > self.end:
             self.end = t
         self.event_ids.append(event["event_id"])
-        kind = event["event_type"]
+        kind: str = event["event_type"]
         if kind == "browse":
             self.n_browse += 1
         elif kind == "wifi_checkin":
@@ -125,14 +108,14 @@ class Session:
             self.n_share += 1
         else:
             self.n_complaint += 1
-        bit = CHANNEL_BIT[event["channel"]]
+        bit: int = CHANNEL_BIT[event["channel"]]
         self.channel_bits |= bit
         if bit & ONLINE_MASK:
             if t < self.first_online:
                 self.first_online = t
         elif t > self.last_offline:
             self.last_offline = t
-        store = event["store_id"]
+        store: str | None = event["store_id"]
         if store:
             if self.stores is None:
                 self.stores = {store}

@@ -34,33 +34,14 @@ the caller) passes end + timeout, or passes end for a visit ended by a disassoci
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Final, Iterable
 
 from pipeline.deadlines import DeadlineIndex
 from pipeline.events import format_occurred_at as iso_utc
+from pipeline.policy import VisitPolicy
 from pipeline.sessions import stable_id
 
 CONNECTED_KINDS = frozenset({"associate", "portal_login"})
-
-
-@dataclass(frozen=True, slots=True)
-class VisitPolicy:
-    """timeout_ms ends a visit after silence; dwell and RSSI thresholds make a visitor."""
-
-    timeout_ms: int = 15 * 60_000
-    visitor_min_dwell_ms: int = 5 * 60_000
-    visitor_min_rssi_dbm: int = -70
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.timeout_ms, int) or self.timeout_ms <= 0:
-            raise ValueError(f"visit timeout_ms must be a positive integer of milliseconds, got {self.timeout_ms!r}")
-        if not isinstance(self.visitor_min_dwell_ms, int) or self.visitor_min_dwell_ms < 0:
-            raise ValueError("visit visitor_min_dwell_ms must be an integer >= 0 milliseconds, "
-                             f"got {self.visitor_min_dwell_ms!r}")
-        if not isinstance(self.visitor_min_rssi_dbm, int) or not -120 <= self.visitor_min_rssi_dbm <= 0:
-            raise ValueError("visit visitor_min_rssi_dbm must be an integer dBm between -120 and 0, "
-                             f"got {self.visitor_min_rssi_dbm!r}")
 
 
 # What a visit keeps of each wifi_checkin, enough to re-cut it when a late one arrives:
@@ -68,7 +49,11 @@ class VisitPolicy:
 # through these indices, not a NamedTuple: the collector stops tracking plain tuples of plain
 # values, and a partition holds tens of thousands of check-ins.
 CheckIn = tuple[int, bool, "int | None", bool, str]
-AT, LEAVES, RSSI, CONNECTED, EVENT_ID = range(5)
+AT: Final = 0
+LEAVES: Final = 1
+RSSI: Final = 2
+CONNECTED: Final = 3
+EVENT_ID: Final = 4
 
 
 def _order(checkin: CheckIn) -> tuple[int, bool, str]:
@@ -167,7 +152,7 @@ class VisitTracker:
 
     def add(self, person_id: str, store_id: str, event: dict[str, Any], t: int) -> Visit:
         """Put one accepted wifi_checkin into its visit; returns that visit."""
-        kind = event["kind"]
+        kind: str = event["kind"]
         checkin = (t, kind == "disassociate", event["rssi"], kind in CONNECTED_KINDS, event["event_id"])
         stores = self._open.get(person_id)
         if stores is None:

