@@ -21,7 +21,7 @@ CORE_MODULES = ("deadlines", "identity", "sessions", "visits", "journey")
 SOURCE_DIR = Path(__file__).resolve().parent
 BUILD_DIR = SOURCE_DIR.parent / "build" / "core"
 STAMP_NAME = "sources.sha256"
-DISABLE_ENV = "O2O_INTERPRETED"
+INTERPRETED_ENV = "O2O_INTERPRETED"
 
 
 def source_digest(source_dir: Path = SOURCE_DIR) -> str:
@@ -42,7 +42,7 @@ def build_state(source_dir: Path = SOURCE_DIR, build_dir: Path = BUILD_DIR) -> s
 
 def package_path_entry(source_dir: Path = SOURCE_DIR, build_dir: Path = BUILD_DIR) -> str | None:
     """The directory to search before the sources for `pipeline.<module>`, or None to run them."""
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+    if os.environ.get(INTERPRETED_ENV, "") not in ("", "0"):
         return None
     if build_state(source_dir, build_dir) != "fresh":
         return None
@@ -55,8 +55,8 @@ def core_status() -> str:
 
     if not pipeline.journey.__file__.endswith(".py"):
         return "compiled (mypyc)"
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-        return f"interpreted ({DISABLE_ENV} is set)"
+    if os.environ.get(INTERPRETED_ENV, "") not in ("", "0"):
+        return f"interpreted ({INTERPRETED_ENV} is set)"
     state = build_state()
     hint = "run `make compile`" if state != "fresh" else "restart the process"
     return f"interpreted (compiled build {state}: {hint})"

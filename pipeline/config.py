@@ -24,6 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from pipeline.compiled import INTERPRETED_ENV  # a process switch read at import, not a setting
+
 if TYPE_CHECKING:
     from pipeline.dedup import Deduplicator
     from pipeline.journey import JourneyPolicy
@@ -421,7 +423,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     env_names = {f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields}
     env_given = {name for name in Settings.model_fields if f"{ENV_PREFIX}{name}".upper() in os.environ}
     unknown_env = sorted(
-        key for key in os.environ if key.startswith(ENV_PREFIX) and key not in env_names and key != CONFIG_FILE_ENV
+        key for key in os.environ if key.startswith(ENV_PREFIX) and key not in env_names and key not in (CONFIG_FILE_ENV, INTERPRETED_ENV)
     )
     if unknown_env:
         raise ConfigError(f"unknown setting in the environment: {', '.join(unknown_env)} ({_known_hint()})")
