@@ -40,6 +40,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Iterable
 
+from mypy_extensions import mypyc_attr
+
 from pipeline.deadlines import DeadlineIndex
 from pipeline.events import ENUMS, EVENT_TYPES
 from pipeline.events import format_occurred_at as iso_utc
@@ -63,6 +65,7 @@ def stable_id(*parts: str) -> str:
     return hashlib.blake2b("|".join(parts).encode(), digest_size=10).hexdigest()
 
 
+@mypyc_attr(acyclic=True)  # compiled: not tracked by the collector (it holds no cycles); no-op interpreted
 class Session:
     """One session's running aggregates. Mutable; `to_record()` / `from_record()` give plain data.
 

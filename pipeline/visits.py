@@ -36,6 +36,8 @@ from __future__ import annotations
 import bisect
 from typing import Any, Final, Iterable
 
+from mypy_extensions import mypyc_attr
+
 from pipeline.deadlines import DeadlineIndex
 from pipeline.events import format_occurred_at as iso_utc
 from pipeline.policy import VisitPolicy
@@ -73,6 +75,7 @@ def split_into_visits(checkins: list[CheckIn], timeout_ms: int) -> list[list[Che
     return pieces
 
 
+@mypyc_attr(acyclic=True)  # compiled: not tracked by the collector (it holds no cycles); no-op interpreted
 class Visit:
     __slots__ = ("visit_id", "person_id", "store_id", "start", "end", "max_rssi", "connected", "ended",
                  "checkins")
