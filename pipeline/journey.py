@@ -133,6 +133,8 @@ class JourneyProcessor:
 
         Events are normalised events (`pipeline.events`: every common key present, None when
         absent), as validation produces them; the hot path reads keys without defaults."""
+        # Methods called on their objects and event fields typed as read: compiled (pipeline/compiled.py),
+        # these become direct native calls and unboxed ints; methods bound to locals would not.
         identity, sessions, visits = self.identity, self.sessions, self.visits
         lateness = self.policy.allowed_lateness_ms
         watermark = self.watermark_ms if self.watermark_ms is not None else -NEVER
