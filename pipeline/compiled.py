@@ -6,8 +6,8 @@ the build first on its package path only while that record matches the sources a
 so an edited module runs as edited (interpreted) until it is compiled again; nothing stale is ever
 loaded. `O2O_INTERPRETED=1` runs the sources interpreted regardless, e.g. to debug or profile them.
 
-The sources stay plain Python and behave the same either way; the unit tests compare the two on a
-simulated day. Compiled, `bench/core_bench.py` runs about 1.5x as fast (README, "Performance").
+The sources stay plain Python and behave the same either way (tests/e2e/test_compiled_core_cli.py
+compares the two on a simulated day). Compiled, `bench/core_bench.py` runs about 1.5x as fast.
 """
 
 from __future__ import annotations
