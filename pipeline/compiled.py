@@ -7,7 +7,7 @@ so an edited module runs as edited (interpreted) until it is compiled again; not
 loaded. `O2O_INTERPRETED=1` runs the sources interpreted regardless, e.g. to debug or profile them.
 
 The sources stay plain Python and behave the same either way (tests/e2e/test_compiled_core_cli.py
-compares the two on a simulated day). Compiled, `bench/core_bench.py` runs about 1.5x as fast.
+compares the two on a simulated day). Compiled, `bench/core_bench.py` runs 1.2-1.5x as fast.
 """
 
 from __future__ import annotations
