@@ -13,7 +13,7 @@ import faust
 from confluent_kafka import Consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from pipeline.compiled import core_status
+from pipeline.compiled import core_is_compiled, core_status
 from pipeline.config import Settings
 
 # Per partition and Fetch, for the agents and the sink. The clients' 1 MiB is two o2o.accepted or
@@ -146,8 +146,10 @@ def run_worker(settings: Settings) -> None:
         threads[-1].start()
     try:
         if "journey" in wanted:
-            status = core_status()
-            (log.info if status.startswith("compiled") else log.warning)("journey core: %s", status)
+            if core_is_compiled():
+                log.info("journey core: %s", core_status())
+            else:
+                log.warning("journey core: %s", core_status())
             run_faust_worker(settings)
         else:
             for signum in (signal.SIGTERM, signal.SIGINT):

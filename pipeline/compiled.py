@@ -40,22 +40,30 @@ def build_state(source_dir: Path = SOURCE_DIR, build_dir: Path = BUILD_DIR) -> s
     return "fresh" if stamp.read_text().strip() == source_digest(source_dir) else "stale"
 
 
+def interpreted_requested() -> bool:
+    return os.environ.get(INTERPRETED_ENV, "") not in ("", "0")
+
+
 def package_path_entry(source_dir: Path = SOURCE_DIR, build_dir: Path = BUILD_DIR) -> str | None:
     """The directory to search before the sources for `pipeline.<module>`, or None to run them."""
-    if os.environ.get(INTERPRETED_ENV, "") not in ("", "0"):
+    if interpreted_requested():
         return None
     if build_state(source_dir, build_dir) != "fresh":
         return None
     return str(build_dir / "pipeline")
 
 
-def core_status() -> str:
-    """How the core runs in this process, in words for logs and bench reports."""
+def core_is_compiled() -> bool:
     import pipeline.journey
 
-    if not pipeline.journey.__file__.endswith(".py"):
+    return not pipeline.journey.__file__.endswith(".py")
+
+
+def core_status() -> str:
+    """How the core runs in this process, in words for logs and bench reports."""
+    if core_is_compiled():
         return "compiled (mypyc)"
-    if os.environ.get(INTERPRETED_ENV, "") not in ("", "0"):
+    if interpreted_requested():
         return f"interpreted ({INTERPRETED_ENV} is set)"
     state = build_state()
     hint = "run `make compile`" if state != "fresh" else "restart the process"
