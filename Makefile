@@ -3,7 +3,7 @@
 bootstrap:
 	@scripts/bootstrap.sh
 
-# The journey core as native code (bootstrap does it too; again after editing the core's sources).
+# The core (journey and ingest path) as native code (bootstrap does it too; again after editing its sources).
 compile:
 	.venv/bin/python scripts/compile_core.py
 

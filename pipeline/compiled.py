@@ -1,4 +1,7 @@
-"""The journey core, compiled: the same sources as native code, built by mypyc into build/core/.
+"""The core, compiled: the same sources as native code, built by mypyc into build/core/.
+
+The core is what every event goes through: reading and checking it (events, validation, privacy,
+dedup, ingest) and the journey (identity, sessions, visits, journey, deadlines).
 
 `scripts/compile_core.py` (run by `make bootstrap`, so by `make demo` and `make test`) compiles
 `CORE_MODULES` with mypyc and records the SHA-256 of their sources. On import, `pipeline` puts
@@ -7,7 +10,8 @@ so an edited module runs as edited (interpreted) until it is compiled again; not
 loaded. `O2O_INTERPRETED=1` runs the sources interpreted regardless, e.g. to debug or profile them.
 
 The sources stay plain Python and behave the same either way (tests/e2e/test_compiled_core_cli.py
-compares the two on a simulated day). Compiled, `bench/core_bench.py` runs 1.2-1.5x as fast.
+compares the two on a simulated day, bad lines included). Compiled, `bench/core_bench.py` runs
+1.2-1.5x as fast and `bench/dry_run_bench.py`'s parse and validation step about 1.3x.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import os
 import sys
 from pathlib import Path
 
-CORE_MODULES = ("deadlines", "identity", "sessions", "visits", "journey")
+CORE_MODULES = ("deadlines", "identity", "sessions", "visits", "journey",
+                "events", "validation", "privacy", "dedup", "ingest")
 SOURCE_DIR = Path(__file__).resolve().parent
 BUILD_DIR = SOURCE_DIR.parent / "build" / "core"
 STAMP_NAME = "sources.sha256"

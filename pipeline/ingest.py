@@ -75,28 +75,32 @@ class IngestStage:
         self.dedup = dedup
 
     def ingest_record(
-        self, value: bytes, now_ms: int, result: IngestResult,
+        self, value: bytes | None, now_ms: int, result: IngestResult,
         topic: str | None = None, partition: int | None = None, offset: int | None = None,
     ) -> None:
-        """One Kafka record value (one event or a batch) into `result`."""
-        where = {"source_topic": topic, "source_partition": partition, "source_offset": offset}
+        """One Kafka record value (one event or a batch) into `result`; a null value is a dead letter."""
+        value = value or b""
         try:
             raws = self.codec.decode(value)
         except DecodeError as exc:
-            result.dead_letters.append(DeadLetter(exc.reason, exc.detail, bytes(value or b""), **where))
+            result.dead_letters.append(DeadLetter(exc.reason, exc.detail, bytes(value), source_topic=topic,
+                                                  source_partition=partition, source_offset=offset))
             return
         for raw in raws:
             checked = validate(raw, now_ms, self.policy)
-            if type(checked) is Rejection:
-                result.dead_letters.append(self._dead_letter(checked, self._replayable(raw, value), raw, where))
+            if isinstance(checked, Rejection):
+                event_type = raw.get("event_type")
+                result.dead_letters.append(DeadLetter(
+                    checked.reason, checked.detail, self._replayable(raw, value), checked.event_id,
+                    event_type if isinstance(event_type, str) else None, topic, partition, offset))
             else:
                 self._accept(checked, result)
 
     def ingest_json_line(self, line: str | bytes, now_ms: int, result: IngestResult, line_no: int | None = None) -> None:
         """One line of canonical JSON into `result` (the dead letter keeps the line as given)."""
         checked = validate_json_line(line, now_ms, self.policy)
-        original = line.encode() if isinstance(line, str) else bytes(line)
-        if type(checked) is Rejection:
+        if isinstance(checked, Rejection):
+            original = line.encode() if isinstance(line, str) else bytes(line)
             result.dead_letters.append(
                 DeadLetter(checked.reason, checked.detail, original, checked.event_id, source_offset=line_no)
             )
@@ -122,11 +126,3 @@ class IngestStage:
         except ValueError:
             has_raw = raw.get("wifi_mac") is not None or raw.get("phone") is not None
             return b"" if has_raw else bytes(value)
-
-    @staticmethod
-    def _dead_letter(rejection: Rejection, original: bytes, raw: dict[str, Any], where: dict) -> DeadLetter:
-        event_type = raw.get("event_type")
-        return DeadLetter(
-            rejection.reason, rejection.detail, original, rejection.event_id,
-            event_type if isinstance(event_type, str) else None, **where,
-        )

@@ -364,7 +364,7 @@ class EventCodec:
         stream = io.BytesIO(data)
         stream.seek(HEADER_SIZE)
         try:
-            datum = schemaless_reader(stream, reader.writer, reader.reader)
+            datum: Any = schemaless_reader(stream, reader.writer, reader.reader)  # a record: a dict
         except Exception as exc:  # fastavro raises many types on corrupt input; all mean one thing here
             raise DecodeError(
                 f"Avro body does not match schema id {schema_id} ({type(exc).__name__}); "

@@ -249,6 +249,8 @@ def _integer_check(spec: FieldSpec, path: str) -> Check:
                 raise _missing_or_empty(path, value)
             return None
         if type(value) is not int:
+            if _beyond_64_bits(value):
+                raise _Invalid(INVALID_VALUE, f"{path} must {range_text}, got an integer beyond 64 bits")
             raise _wrong_type(path, "an integer", value)
         if value < low or value > high:
             raise _Invalid(INVALID_VALUE, f"{path} must {range_text}, got {_shown(value)}")
@@ -342,6 +344,8 @@ def _timestamp_check(spec: FieldSpec, path: str) -> Check:
     def check(value: Any, policy: ValidationPolicy) -> int:
         if value is None:
             raise _Invalid(SCHEMA, f"{path} is required; send ISO-8601 with an offset or epoch milliseconds")
+        if _beyond_64_bits(value):
+            raise _Invalid(INVALID_VALUE, f"{path} is beyond the range of epoch milliseconds")
         try:
             epoch_ms = parse_occurred_at(value)
         except ValueError as exc:
@@ -469,6 +473,11 @@ _TYPE_NAMES = {
 
 def _type_name(value: Any) -> str:
     return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _beyond_64_bits(value: Any) -> bool:
+    """A JSON integer too large for 64 bits: the JSON reader (orjson) gives it as a float."""
+    return type(value) is float and value.is_integer() and abs(value) >= 2**63
 
 
 def _wrong_type(path: str, expected: str, value: Any) -> _Invalid:

