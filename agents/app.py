@@ -129,6 +129,7 @@ def run_worker(settings: Settings) -> None:
     metrics, /healthz and /readyz (agents/health.py) and the consumer-lag gauge (agents/lag.py).
     The journey is a faust agent; ingest (agents/ingest.py) and the sink (agents/sink.py) run in
     threads on confluent-kafka."""
+    from agents import metrics
     from agents.health import serve
     from agents.ingest import IngestAgent
     from agents.lag import LagMonitor, watched_groups
@@ -137,6 +138,7 @@ def run_worker(settings: Settings) -> None:
     wanted = set(settings.worker_agents.split(","))
     stop = threading.Event()
     tune_gc()
+    metrics.observe_gc()  # o2o_gc_seconds_total: what the collector costs this worker
     if settings.metrics_port:
         serve(settings, settings.metrics_port, with_clickhouse="sink" in wanted)
         LagMonitor(settings, watched_groups(settings, wanted), stop).start()

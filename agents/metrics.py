@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import time
 from collections import Counter as Tally
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -16,6 +18,25 @@ STEP_SECONDS = Counter("o2o_step_seconds_total", "Time spent per agent step (whe
                        ["stage", "step"])
 STATE_RESTORES = Counter("o2o_state_restored_records_total", "Changelog records replayed at start", ["stage"])
 STATE_SNAPSHOTS = Counter("o2o_state_snapshots_total", "Whole-state changelog groups written", ["stage"])
+GC_SECONDS = Counter("o2o_gc_seconds_total", "Time in Python's cyclic garbage collector, by generation",
+                     ["generation"])
+
+
+def observe_gc() -> None:
+    """Time every collection of this process: workers collect rarely (agents/app.py, tune_gc), and
+    this shows what the collections they still make cost, next to o2o_step_seconds_total."""
+    started = time.perf_counter()
+
+    def timed(phase: str, info: dict) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+        else:
+            GC_SECONDS.labels(str(info["generation"])).inc(time.perf_counter() - started)
+
+    for generation in range(3):
+        GC_SECONDS.labels(str(generation))  # shown as 0 until the first collection of that generation
+    gc.callbacks.append(timed)
 
 
 def record_ingest(result) -> None:

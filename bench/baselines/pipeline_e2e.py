@@ -93,6 +93,10 @@ class Workers:
                 merged[name] = merged.get(name, 0.0) + value
         return merged
 
+    def gc_seconds(self) -> dict[str, float]:
+        """Time each worker has spent in Python's garbage collector so far, by its agents."""
+        return {agents: total(scrape(port), "o2o_gc_seconds_total") for agents, port in zip(self.groups, self.ports)}
+
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) each worker process has used so far, by its agents."""
         out = {}
@@ -154,7 +158,7 @@ def run(settings: Settings, events: list[dict[str, Any]], layout: str, timeout_s
         # Warm: every worker has joined, restored its state and stored an event before the clock.
         produce_records(ready, topics, encode_records([dict(events[0], event_id="bench-warm-up")], layout, 1))
         wait_until(lambda: stored_events(ready) == 1, 180, f"{NAME}: the warm-up event in ClickHouse", interval_s=0.2)
-        cpu_at_start = workers.cpu_seconds()
+        cpu_at_start, gc_at_start = workers.cpu_seconds(), workers.gc_seconds()
         meter.add(0)
         clock_started = time.monotonic()
         records = produce_records(ready, topics, encoded)
@@ -172,10 +176,11 @@ def run(settings: Settings, events: list[dict[str, Any]], layout: str, timeout_s
         samples = workers.samples()
         # CPU while the clock ran: start-up (imports, joining groups, recovery) is not throughput.
         cpu = {agents: round(s - cpu_at_start[agents], 2) for agents, s in workers.cpu_seconds().items()}
+        gc_s = {agents: round(s - gc_at_start[agents], 2) for agents, s in workers.gc_seconds().items()}
     finally:
         workers.stop()
     return meter.result(NAME, loaded, triggers=int(total(samples, "o2o_triggers_published_total")),
-                        cpu_s=cpu, produced_s=round(loaded.load_s, 2),
+                        cpu_s=cpu, gc_s=gc_s, produced_s=round(loaded.load_s, 2),
                         accepted_done_s=round(accepted_done - clock_started, 2),
                         journey_done_s=round(journey_done - clock_started, 2),
                         stored_when_journey_done=stored_when_journey_done, stored=stored_events(ready) - 1,

@@ -45,6 +45,7 @@ def test_readyz_follows_clickhouse_for_sink_workers_only(stack, pipeline_setting
     assert get(sink.metrics_port, "/readyz")[1]["checks"] == {"broker": "ok", "clickhouse": "ok", "clickhouse_http": "ok"}
     assert get(core.metrics_port, "/readyz")[1]["checks"] == {"broker": "ok"}
     assert "o2o_consumer_lag" in get(sink.metrics_port, "/metrics")[1]
+    assert 'o2o_gc_seconds_total{generation="2"}' in get(core.metrics_port, "/metrics")[1]
     assert "journey core: compiled (mypyc)" in core.log_path.read_text()  # said once, at start
     assert "journey core" not in sink.log_path.read_text()
 

@@ -186,8 +186,8 @@ def test_replaying_the_changelog_restores_the_same_state():
         if i % 14 == 0:
             log += processor.drain_changes()
     log += processor.drain_changes()
-    assert JourneyProcessor.restore(json.loads(json.dumps(log))).snapshot() == json.loads(
-        json.dumps(processor.snapshot()))
+    restored = JourneyProcessor.restore(json.loads(json.dumps(log)))
+    assert json.loads(json.dumps(restored.snapshot())) == json.loads(json.dumps(processor.snapshot()))
 
 
 def test_a_person_handed_to_another_partition_continues_there():
