@@ -190,9 +190,24 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def format_occurred_at(epoch_ms: int) -> str:
-    """ISO-8601 in UTC with milliseconds and 'Z', e.g. '2026-11-22T02:00:00.000Z'."""
-    moment = _EPOCH + timedelta(milliseconds=epoch_ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    """ISO-8601 in UTC with milliseconds and 'Z', e.g. '2026-11-22T02:00:00.000Z'.
+
+    The date is formatted once per day and the time of day by arithmetic: a dry run formats four
+    times per session and visit, and strftime took 4 us a time (a third of building its report)."""
+    day, ms_of_day = divmod(epoch_ms, _DAY_MS)
+    date = _DATES.get(day)
+    if date is None:
+        if len(_DATES) >= 10_000:
+            _DATES.clear()
+        date = _DATES[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
+    seconds, ms = divmod(ms_of_day, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return f"{date}T{hour:02d}:{minute:02d}:{second:02d}.{ms:03d}Z"
+
+
+_DAY_MS = 86_400_000
+_DATES: dict[int, str] = {}  # day number since the epoch -> 'YYYY-MM-DD'
 
 
 # --- canonical JSON -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 import fastavro
 import pytest
@@ -153,6 +154,12 @@ def test_parse_occurred_at_refuses_other_types(value):
 
 def test_format_occurred_at_is_utc_with_milliseconds_and_z():
     assert format_occurred_at(1_795_312_800_007) == "2026-11-22T02:00:00.007Z"
+
+
+@given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))  # years 1..9999
+def test_format_occurred_at_agrees_with_datetime(epoch_ms):
+    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=epoch_ms)
+    assert format_occurred_at(epoch_ms) == moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
 @given(st.integers(0, 253_402_300_799_999))
