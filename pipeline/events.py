@@ -187,6 +187,8 @@ def _datetime_to_ms(moment: datetime) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DAY_MS = 86_400_000
+_DATES: dict[int, str] = {}  # day number since the epoch -> 'YYYY-MM-DD', for format_occurred_at
 
 
 def format_occurred_at(epoch_ms: int) -> str:
@@ -204,10 +206,6 @@ def format_occurred_at(epoch_ms: int) -> str:
     minutes, second = divmod(seconds, 60)
     hour, minute = divmod(minutes, 60)
     return f"{date}T{hour:02d}:{minute:02d}:{second:02d}.{ms:03d}Z"
-
-
-_DAY_MS = 86_400_000
-_DATES: dict[int, str] = {}  # day number since the epoch -> 'YYYY-MM-DD'
 
 
 # --- canonical JSON -----------------------------------------------------------------------------
@@ -233,8 +231,8 @@ def parse_json_line(line: str | bytes) -> dict[str, Any]:
     """One canonical JSON line as a dict (not yet validated). Raises ValueError if not a JSON object.
 
     orjson, not the standard library: a third of reading a file went to json.loads. It is also
-    stricter: NaN and Infinity are not JSON and are refused here, and an integer beyond 64 bits is
-    read as a float, which validation then refuses as the wrong type."""
+    stricter: NaN and Infinity are not JSON and are refused here. An integer beyond 64 bits comes back
+    as a float; validation reports it as an integer out of range (`_beyond_64_bits`)."""
     try:
         value = orjson.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:

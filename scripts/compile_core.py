@@ -1,4 +1,4 @@
-"""Compile the core (the journey and the ingest path) with mypyc into build/core/ (see pipeline/compiled.py).
+"""Compile the core (journey and ingest path) with mypyc into build/core/ (pipeline/compiled.py).
 
     .venv/bin/python scripts/compile_core.py           # builds when the sources changed since the last build
     .venv/bin/python scripts/compile_core.py --force   # builds anyway
