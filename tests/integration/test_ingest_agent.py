@@ -56,6 +56,7 @@ def test_every_record_is_accepted_duplicate_or_dead_letter_and_the_agent_survive
     good = [codec.encode(event(i)) for i in range(200)]
     duplicates = [codec.encode(event(i)) for i in range(0, 200, 10)]
     garbage = [rng.randbytes(rng.randint(0, 300)) for _ in range(40)]
+    null_values = [None, None]  # tombstones: they once crashed the worker, on every restart
     truncated = [g[: rng.randint(5, len(g) - 1)] for g in good[:20]]
     wrong_magic = [b"\x01" + g[1:] for g in good[20:30]]
     unknown_schema_id = [frame(4242, g[5:]) for g in good[30:40]]
@@ -67,7 +68,8 @@ def test_every_record_is_accepted_duplicate_or_dead_letter_and_the_agent_survive
         codec.encode(checkin(2003, rssi=40)),                                  # invalid_value
     ]
     batch = [codec.encode_batch([event(3000 + i) for i in range(50)])]
-    records = good + duplicates + garbage + truncated + wrong_magic + unknown_schema_id + huge + wrong_values
+    records = (good + duplicates + garbage + null_values + truncated + wrong_magic + unknown_schema_id + huge
+               + wrong_values)
     expected_events = len(records) + 50
     topic = ingress_topics(pipeline_settings)["browse"]
     # Keyed by routing key, as producers should (librdkafka's default partitioner = pipeline.topics.partition_for),
