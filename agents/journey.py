@@ -2,15 +2,21 @@
 rules (pipeline.rules) -> topics.
 
 A single writer: `o2o.accepted` has one partition, because identity linking is global (README,
-"Identity and sessions"). Per batch of records: write an *intent* (the batch's last offset) to the
-changelog; decode; drop events whose id it has already seen (a crash upstream re-sends accepted
-events); `JourneyProcessor.process`, then `RuleEngine.on_batch` on the events as resolved to
-persons and the journey batch; publish the session and visit updates (open ones at most once per
-`open_update_interval_ms` each, latest version: journey_records.OpenUpdates), the person merges,
-the triggers (one topic per rule), the trigger decisions and the resolved-event envelopes for the
-sink, and wait for the acks; then write the state changes of both (and the ids seen) as one changelog
-group carrying the last input offset (now and then the whole state instead, a snapshot: see
-agents/changelog.py). The rules run here rather than in an agent of their own:
+"Identity and sessions"). Per batch of records: decode; drop events whose id it has already seen
+(a crash upstream re-sends accepted events); `JourneyProcessor.process`, then `RuleEngine.on_batch`
+on the events as resolved to persons and the journey batch; wait until the previous batch is
+wholly acknowledged; write an *intent* (the batch's last offset) to the changelog and wait for it;
+publish the triggers (one topic per rule), the resolved-event envelopes for the sink, the session
+and visit updates (open ones at most once per `open_update_interval_ms` each, latest version:
+journey_records.OpenUpdates), the person merges and the trigger decisions; drain the state changes
+of both (and the ids seen). Then, in the background while the next batch is decoded and processed
+(`acknowledge`), wait for the outputs' acks and write those changes as one changelog group carrying
+the last input offset (now and then the whole state instead, a snapshot: see agents/changelog.py).
+Nothing of a batch is sent before the previous group is acknowledged, so the changelog still reads
+intent, group, intent, group, and at most one batch is ever unfinished. (Waiting for the acks before
+processing the next batch made the single writer idle for a round trip per batch: 14,800 against
+17,100 events/s end to end, medians of eight alternated pairs, batched records.) The rules run here
+rather than in an agent of their own:
 they need each event with its person and the batch's session and visit changes together, and a
 further hop would add a Kafka round trip to every trigger's latency.
 
@@ -37,6 +43,7 @@ trigger's acknowledged append, for triggers caused by events of the batch.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -60,6 +67,7 @@ from pipeline.topics import (ACCEPTED, IDENTITY, JOURNEY_CHANGELOG, JOURNEY_PART
                              TRIGGER_LOG, VISITS, partition_for, trigger_topics)
 
 
+log = logging.getLogger(__name__)
 occurred_at = itemgetter("occurred_at")
 SEEN_KEY = "seen"  # changelog key of the event ids a batch sessionised (for the journey's dedup)
 SEEN_WATERMARK_KEY = "seen_wm"  # in snapshots: the dedup watermark after the ids (Deduplicator.memory)
@@ -107,6 +115,13 @@ class JourneyState:
         self.open_updates: OpenUpdates | None = None
         self.snapshots: SnapshotSchedule | None = None
         self.lock = asyncio.Lock()
+        self.flushing: asyncio.Future | None = None  # the last batch's flush, maybe still in flight
+
+    async def flushed(self) -> None:
+        """Wait until the last batch's outputs and changelog group are acknowledged (raises its error)."""
+        if self.flushing is not None:
+            flushing, self.flushing = self.flushing, None
+            await flushing
 
 
 def register(app: faust.App, settings: Settings) -> None:
@@ -158,11 +173,16 @@ def register(app: faust.App, settings: Settings) -> None:
         if any(tp.topic == accepted.get_topic_name() for tp in revoked):
             state.processor = state.engine = state.open_updates = None
 
-    async def publish(out: BatchOutput) -> None:
-        """Outputs first, acknowledged; then the state that reflects them (module docstring)."""
+    async def publish(out: BatchOutput, intent_offset: int | None = None) -> None:
+        """Outputs first, then the state that reflects them (module docstring). Returns once the
+        outputs are sent and the state changes drained; their acknowledgements and the changelog
+        group are awaited by `acknowledge`, in the background, while the next batch is processed."""
+        await state.flushed()  # the previous batch's outputs and state are acknowledged
         emitted_at = now_ms()
         started = time.perf_counter()
         batch, fired = out.journey, out.rules
+        if intent_offset is not None:  # stored before any output of the batch
+            await (await send(changelog, intent_record(intent_offset), 0))
         # Triggers first: they are what someone is waiting for.
         triggered = [(trigger, await send(rule_topics[trigger.rule],
                                           codec.encode_output("trigger", trigger.to_record(emitted_at)),
@@ -181,22 +201,33 @@ def register(app: faust.App, settings: Settings) -> None:
                 (identity_topic, "person_merge", [m.to_dict() for m in batch.merges], "from_person"),
                 (decisions_topic, "trigger_decision", trigger_decisions(fired, emitted_at), "person_id")):
             sends += await send_batches(topic, name, records, key)
-        await asyncio.gather(*sends, *(sent for _, sent in triggered))
-        outputs_done = time.perf_counter()
-        observe_trigger_latency(out, [trigger for trigger, _ in triggered])
+        # The state as of this batch, drained before the next batch changes it.
         changes = state.processor.drain_changes() + seen_items(out.seen)
         changes += [(RULES_PREFIX + key, value) for key, value in state.engine.drain_changes()]
         snapshot = state.snapshots.due(time.monotonic())
         group = changelog_group(state.last_offset, whole_state() if snapshot else changes, snapshot)
-        await asyncio.gather(*[await send(changelog, value, 0) for value in group])
         state.snapshots.wrote(group, snapshot, time.monotonic())
-        if snapshot:
-            metrics.STATE_SNAPSHOTS.labels("journey").inc()
-        metrics.STEP_SECONDS.labels("journey", "outputs").inc(outputs_done - started)
-        metrics.STEP_SECONDS.labels("journey", "changelog").inc(time.perf_counter() - outputs_done)
+        metrics.STEP_SECONDS.labels("journey", "outputs").inc(time.perf_counter() - started)
         metrics.record_journey(batch)
         metrics.record_rules(fired)
         metrics.record_state(state.processor, state.engine)
+        state.flushing = asyncio.ensure_future(acknowledge(out, triggered, sends, group, snapshot))
+        state.flushing.add_done_callback(log_failed_flush)
+
+    async def acknowledge(out: BatchOutput, triggered: list, sends: list, group: list[bytes], snapshot: bool) -> None:
+        """A batch's outputs acknowledged, then its changelog group written and acknowledged."""
+        started = time.perf_counter()
+        await asyncio.gather(*sends, *(sent for _, sent in triggered))
+        observe_trigger_latency(out, [trigger for trigger, _ in triggered])
+        await asyncio.gather(*[await send(changelog, value, 0) for value in group])
+        if snapshot:
+            metrics.STATE_SNAPSHOTS.labels("journey").inc()
+        metrics.STEP_SECONDS.labels("journey", "changelog").inc(time.perf_counter() - started)
+
+    def log_failed_flush(flushing: asyncio.Future) -> None:
+        """Seen even if no later batch awaits it; the next batch or timer re-raises it and stops the agent."""
+        if not flushing.cancelled() and flushing.exception() is not None:
+            log.error("journey: publishing a batch failed: %r; the agent stops at its next step", flushing.exception())
 
     def seen_items(pairs: list[list]) -> list[tuple[str, list[list]]]:
         """The ids seen go in pieces: a changelog item is one record, and records have a size limit."""
@@ -256,6 +287,7 @@ def register(app: faust.App, settings: Settings) -> None:
         async for records in stream.take_events(settings.agent_batch_records, within=settings.agent_batch_wait_ms / 1000):
             async with state.lock:
                 if state.processor is None:
+                    await state.flushed()  # what the previous owner of this state still had in flight
                     await restore()
                 metrics.BATCH_RECORDS.labels("journey").observe(len(records))
                 started = time.perf_counter()
@@ -278,8 +310,6 @@ def register(app: faust.App, settings: Settings) -> None:
 
     async def run_batch(records: list[AcceptedRecord], started: float) -> None:
         last_offset = records[-1].offset
-        # The intent must be stored before any output; its round trip overlaps the processing.
-        intent = await send(changelog, intent_record(last_offset), 0)
         state.last_offset = last_offset
         fresh = [e for record in records for e in record.events
                  if not state.seen.is_duplicate(e["event_id"], e["occurred_at"])]
@@ -295,8 +325,8 @@ def register(app: faust.App, settings: Settings) -> None:
         metrics.STEP_SECONDS.labels("journey", "decode").inc(decoded - started)
         metrics.STEP_SECONDS.labels("journey", "process").inc(processed - decoded)
         metrics.STEP_SECONDS.labels("journey", "rules").inc(time.perf_counter() - processed)
-        await intent
-        await publish(BatchOutput(batch, fired, records, [[e["event_id"], e["occurred_at"]] for e in fresh]))
+        await publish(BatchOutput(batch, fired, records, [[e["event_id"], e["occurred_at"]] for e in fresh]),
+                      last_offset)
 
     @app.timer(interval=max(settings.open_update_interval_ms, 100) / 1000)
     async def release_open_updates() -> None:
@@ -305,6 +335,7 @@ def register(app: faust.App, settings: Settings) -> None:
             held = state.open_updates
             if held is None or not (held.sessions or held.visits) or not held.due(time.monotonic()):
                 return
+            await state.flushed()  # after the batch they come from: its intent goes first
             await asyncio.gather(*await send_updates(*held.release(time.monotonic())))
 
     @app.timer(interval=settings.journey_idle_advance_ms / 4000)
