@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -225,9 +227,12 @@ def register(app: faust.App, settings: Settings) -> None:
         metrics.STEP_SECONDS.labels("journey", "changelog").inc(time.perf_counter() - started)
 
     def log_failed_flush(flushing: asyncio.Future) -> None:
-        """Seen even if no later batch awaits it; the next batch or timer re-raises it and stops the agent."""
+        """A batch whose outputs or changelog group failed stops the worker, as a failure inside the
+        batch did when it was awaited there: the state in memory is ahead of the changelog, and a
+        restart processes the unfinished batch again from its intent."""
         if not flushing.cancelled() and flushing.exception() is not None:
-            log.error("journey: publishing a batch failed: %r; the agent stops at its next step", flushing.exception())
+            log.error("journey: publishing a batch failed (%r); stopping the worker", flushing.exception())
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def seen_items(pairs: list[list]) -> list[tuple[str, list[list]]]:
         """The ids seen go in pieces: a changelog item is one record, and records have a size limit."""
