@@ -215,14 +215,22 @@ def bench_settings(running: bool) -> Iterator[Settings]:
     if running:
         yield load_settings(None, kafka_session_timeout_ms=6000)
         return
-    from pipeline.stack import LocalStack
+    from pipeline.stack import LocalStack, StackError
 
-    state = Path(tempfile.mkdtemp(prefix="o2o-baselines-"))
-    settings = load_settings(None, state_dir=state, kafka_bootstrap_servers=f"127.0.0.1:{_free_port()}",
-                             clickhouse_port=_free_port(), clickhouse_http_port=_free_port(),
-                             kafka_session_timeout_ms=6000)
-    stack = LocalStack(settings)
-    stack.up()
+    for attempt in range(3):
+        state = Path(tempfile.mkdtemp(prefix="o2o-baselines-"))
+        settings = load_settings(None, state_dir=state, kafka_bootstrap_servers=f"127.0.0.1:{_free_port()}",
+                                 clickhouse_port=_free_port(), clickhouse_http_port=_free_port(),
+                                 kafka_session_timeout_ms=6000)
+        stack = LocalStack(settings)
+        try:
+            stack.up()
+            break
+        except StackError as exc:
+            stack.down()
+            # A free port can be taken between picking it and binding it: pick again, twice at most.
+            if "already taken" not in str(exc) or attempt == 2:
+                raise
     try:
         yield settings
     finally:
