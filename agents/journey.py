@@ -117,13 +117,13 @@ class JourneyState:
         self.open_updates: OpenUpdates | None = None
         self.snapshots: SnapshotSchedule | None = None
         self.lock = asyncio.Lock()
-        self.flushing: asyncio.Future | None = None  # the last batch's flush, maybe still in flight
+        self.acknowledging: asyncio.Future | None = None  # the last batch's `acknowledge`, maybe in flight
 
-    async def flushed(self) -> None:
+    async def acknowledged(self) -> None:
         """Wait until the last batch's outputs and changelog group are acknowledged (raises its error)."""
-        if self.flushing is not None:
-            flushing, self.flushing = self.flushing, None
-            await flushing
+        if self.acknowledging is not None:
+            acknowledging, self.acknowledging = self.acknowledging, None
+            await acknowledging
 
 
 def register(app: faust.App, settings: Settings) -> None:
@@ -179,7 +179,7 @@ def register(app: faust.App, settings: Settings) -> None:
         """Outputs first, then the state that reflects them (module docstring). Returns once the
         outputs are sent and the state changes drained; their acknowledgements and the changelog
         group are awaited by `acknowledge`, in the background, while the next batch is processed."""
-        await state.flushed()  # the previous batch's outputs and state are acknowledged
+        await state.acknowledged()  # the previous batch's outputs and state are acknowledged
         emitted_at = now_ms()
         started = time.perf_counter()
         batch, fired = out.journey, out.rules
@@ -213,8 +213,8 @@ def register(app: faust.App, settings: Settings) -> None:
         metrics.record_journey(batch)
         metrics.record_rules(fired)
         metrics.record_state(state.processor, state.engine)
-        state.flushing = asyncio.ensure_future(acknowledge(out, triggered, sends, group, snapshot))
-        state.flushing.add_done_callback(log_failed_flush)
+        state.acknowledging = asyncio.ensure_future(acknowledge(out, triggered, sends, group, snapshot))
+        state.acknowledging.add_done_callback(stop_if_failed)
 
     async def acknowledge(out: BatchOutput, triggered: list, sends: list, group: list[bytes], snapshot: bool) -> None:
         """A batch's outputs acknowledged, then its changelog group written and acknowledged."""
@@ -226,12 +226,12 @@ def register(app: faust.App, settings: Settings) -> None:
             metrics.STATE_SNAPSHOTS.labels("journey").inc()
         metrics.STEP_SECONDS.labels("journey", "changelog").inc(time.perf_counter() - started)
 
-    def log_failed_flush(flushing: asyncio.Future) -> None:
+    def stop_if_failed(acknowledging: asyncio.Future) -> None:
         """A batch whose outputs or changelog group failed stops the worker, as a failure inside the
         batch did when it was awaited there: the state in memory is ahead of the changelog, and a
         restart processes the unfinished batch again from its intent."""
-        if not flushing.cancelled() and flushing.exception() is not None:
-            log.error("journey: publishing a batch failed (%r); stopping the worker", flushing.exception())
+        if not acknowledging.cancelled() and acknowledging.exception() is not None:
+            log.error("journey: publishing a batch failed (%r); stopping the worker", acknowledging.exception())
             os.kill(os.getpid(), signal.SIGTERM)
 
     def seen_items(pairs: list[list]) -> list[tuple[str, list[list]]]:
@@ -292,7 +292,7 @@ def register(app: faust.App, settings: Settings) -> None:
         async for records in stream.take_events(settings.agent_batch_records, within=settings.agent_batch_wait_ms / 1000):
             async with state.lock:
                 if state.processor is None:
-                    await state.flushed()  # what the previous owner of this state still had in flight
+                    await state.acknowledged()  # what the previous owner of this state still had in flight
                     await restore()
                 metrics.BATCH_RECORDS.labels("journey").observe(len(records))
                 started = time.perf_counter()
@@ -340,7 +340,7 @@ def register(app: faust.App, settings: Settings) -> None:
             held = state.open_updates
             if held is None or not (held.sessions or held.visits) or not held.due(time.monotonic()):
                 return
-            await state.flushed()  # after the batch they come from: its intent goes first
+            await state.acknowledged()  # after the batch they come from: its intent goes first
             await asyncio.gather(*await send_updates(*held.release(time.monotonic())))
 
     @app.timer(interval=settings.journey_idle_advance_ms / 4000)
