@@ -38,6 +38,7 @@ Pure: no file or network I/O; the CLI reads the file and hands lines over in bat
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator
@@ -53,11 +54,11 @@ from pipeline.validation import REASON_CODES
 from pipeline.visits import Visit
 
 BATCH_LINES = 5_000
-# The state is trees of plain values with almost no reference cycles; full collections walking every
-# open session and kept result would cost more than the work itself on big files. The CLI (and the
-# benchmark, to measure the same thing) collect this rarely, as a long-lived agent may.
-GC_THRESHOLD = (100_000, 50, 100)
 SUMMARY_KEYS = ("read", "valid", "duplicates", "dlq", "late")
+# Where a dry run's time goes, step by step (`DryRunReport.seconds`, the text view's last line):
+# reading the lines (JSON, validation, hashing, dedup), the core (identity, sessions, visits: the
+# JourneyProcessor, input parsing excluded), the trigger rules, and closing everything + the report.
+STEPS = ("reading", "core", "rules", "report")
 DOCUMENT_KEYS = ("summary", "dlq", "persons", "sessions", "visits", "triggers", "suppressed")
 
 
@@ -79,6 +80,7 @@ class DryRunReport:
     ambiguous_events: int = 0
     first_event_ms: int | None = None
     last_event_ms: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # where the run's time went (STEPS)
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": dict(self.summary), "dlq": self.dlq, "persons": self.persons,
@@ -104,6 +106,7 @@ class DryRun:
         self._conflicts = 0
         self._first_ms: int | None = None
         self._finished = False
+        self.seconds = dict.fromkeys(STEPS, 0.0)
 
     @classmethod
     def from_settings(cls, settings: Any, now_ms: int) -> DryRun:
@@ -123,6 +126,7 @@ class DryRun:
 
     def ingest(self, numbered_lines: Iterable[tuple[int, str | bytes]]) -> list[dict[str, Any]]:
         """Validate, hash and deduplicate a batch; dead letters and counts are kept. Returns accepted events."""
+        began = time.perf_counter()
         result = IngestResult()
         ingest_line, now_ms = self.ingest_stage.ingest_json_line, self.now_ms
         read = 0
@@ -139,6 +143,7 @@ class DryRun:
         self.dead_letters.extend(
             {"line": dead.source_offset, "event_id": dead.event_id, "reason": dead.reason, "detail": dead.detail}
             for dead in result.dead_letters)
+        self.seconds["reading"] += time.perf_counter() - began
         return result.accepted
 
     def process(self, events: list[dict[str, Any]]) -> None:
@@ -151,11 +156,16 @@ class DryRun:
             first = min(event["occurred_at"] for event in events)
             if first < self._first_ms:
                 self._first_ms = first
-        self._collect(self.journey.process(events))
+        began = time.perf_counter()
+        batch = self.journey.process(events)
+        self.seconds["core"] += time.perf_counter() - began
+        self._collect(batch)
 
     def _collect(self, batch: JourneyBatch) -> None:
+        began = time.perf_counter()
         self.fired.extend(self.rules.on_batch(batch.resolved, batch))
         self._keep(batch)
+        self.seconds["rules"] += time.perf_counter() - began
 
     def _keep(self, batch: JourneyBatch) -> None:
         """Keep what the batch closed: a closed version is final, and at the end `close_all` closes the
@@ -177,9 +187,15 @@ class DryRun:
         """End of input: close everything still open and build the report (once)."""
         if self._finished:
             raise RuntimeError("finish() was already called")
-        self._collect(self.journey.close_all())
+        began = time.perf_counter()
+        batch = self.journey.close_all()
+        self.seconds["core"] += time.perf_counter() - began
+        self._collect(batch)
+        began = time.perf_counter()
         self.fired.extend(self.rules.finish())
+        self.seconds["rules"] += time.perf_counter() - began
         self._finished = True
+        began = time.perf_counter()
         survivor = self._survivor
         visit_policy = self.journey.policy.visits
 
@@ -206,6 +222,7 @@ class DryRun:
             now_ms=self.now_ms, merges=self.journey.stats["merges"], conflicts=self._conflicts,
             ambiguous_events=identity.ambiguous_events, first_event_ms=self._first_ms,
             last_event_ms=self.journey.watermark_ms,
+            seconds={**self.seconds, "report": time.perf_counter() - began},
         )
 
     def _survivor(self, person_id: str) -> str:
@@ -315,4 +332,19 @@ def format_report(report: DryRunReport, source: str = "input", show: int = 10) -
         lines.append(f"  {t['fired_at']}  {t['rule']:22} {_short(t['person_id'] or '-'):22} store {t['store_id'] or '-'}")
     if len(report.triggers) > show:
         lines.append(f"  ... and {len(report.triggers) - show:,} more (--json lists them all)")
+    if report.seconds:
+        lines.append(format_speed(report))
     return "\n".join(lines)
+
+
+def format_speed(report: DryRunReport) -> str:
+    """Where the time went: reading the lines, the core (parsing excluded), the rules, the report."""
+    took = report.seconds
+    read, valid = report.summary["read"], report.summary["valid"]
+
+    def per_second(n: int, seconds: float) -> str:
+        return f"{n / seconds:,.0f}/s" if seconds > 0 else "-"
+
+    return (f"time: reading {took['reading']:.2f}s ({per_second(read, took['reading'])} lines), "
+            f"core {took['core']:.2f}s ({per_second(valid, took['core'])} events: identity, sessions, "
+            f"visits), rules {took['rules']:.2f}s, report {took['report']:.2f}s")

@@ -153,12 +153,12 @@ class JourneyProcessor:
             elif t < cutoff:
                 late.append(LateEvent(person, event))
                 continue
-            sessions.add(person, event, t)
+            event_id: str = event["event_id"]
             kind: str = event["event_type"]
-            if kind == "wifi_checkin":
-                store: str | None = event["store_id"]
-                if store:
-                    visits.add(person, store, event, t)
+            store: str | None = event["store_id"]
+            sessions.add_read(person, event, t, event_id, kind, store)
+            if store and kind == "wifi_checkin":
+                visits.add_read(person, store, event, t, event_id)
         return self._finish_batch(watermark, len(resolved), late, resolved)
 
     def process_resolved(self, pairs: Iterable[tuple[str, dict[str, Any]]]) -> JourneyBatch:
@@ -178,12 +178,12 @@ class JourneyProcessor:
             elif t < cutoff:
                 late.append(LateEvent(person, event))
                 continue
-            sessions.add(person, event, t)
+            event_id: str = event["event_id"]
             kind: str = event["event_type"]
-            if kind == "wifi_checkin":
-                store: str | None = event["store_id"]
-                if store:
-                    visits.add(person, store, event, t)
+            store: str | None = event["store_id"]
+            sessions.add_read(person, event, t, event_id, kind, store)
+            if store and kind == "wifi_checkin":
+                visits.add_read(person, store, event, t, event_id)
         return self._finish_batch(watermark, count, late)
 
     def _rehome(self, merges: list[PersonMerge]) -> None:

@@ -158,8 +158,12 @@ class VisitTracker:
 
     def add(self, person_id: str, store_id: str, event: dict[str, Any], t: int) -> Visit:
         """Put one accepted wifi_checkin into its visit; returns that visit."""
+        return self.add_read(person_id, store_id, event, t, event["event_id"])
+
+    def add_read(self, person_id: str, store_id: str, event: dict[str, Any], t: int, event_id: str) -> Visit:
+        """`add`, given the event's event_id (JourneyProcessor reads each field once per event)."""
         kind: str = event["kind"]
-        checkin = (t, kind == "disassociate", event["rssi"], kind in CONNECTED_KINDS, event["event_id"])
+        checkin = (t, kind == "disassociate", event["rssi"], kind in CONNECTED_KINDS, event_id)
         stores = self._open.get(person_id)
         if stores is None:
             stores = self._open[person_id] = {}

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import gc
+import itertools
 import json
 import random
+import re
 
 import pytest
 from journey_events import MINUTE, T0, at
 
 from pipeline.config import load_settings
-from pipeline.dry_run import DOCUMENT_KEYS, SUMMARY_KEYS, DryRun, format_report, run_lines
+from pipeline.dry_run import DOCUMENT_KEYS, STEPS, SUMMARY_KEYS, DryRun, format_report, run_lines
 from pipeline.events import format_occurred_at
 from pipeline.privacy import IdentifierHasher
+from pipeline.simulate import Mix, Simulation
 
 HOUR = 60 * MINUTE
 NOW = T0 + 24 * HOUR
@@ -305,6 +309,33 @@ def test_the_readable_report_names_the_counts_and_the_dead_letters():
     assert "  w:6d61632d61000000000… " in text  # long hashed ids are shortened in the text view
     assert "visits: 1 at 1 store: 1 visitor, 0 passersby, capture rate 100.0%" in text
     assert "triggers: 1 fired, 0 suppressed" in text and "share_invite" in text
+
+
+def test_the_readable_report_ends_with_where_the_time_went_and_the_document_has_no_times():
+    lines = [line(f"e{i}", i * 60, device_id=f"d{i % 3}") for i in range(30)] + ["not json"]
+    report = run_lines(lines, new_dry_run())
+    assert set(report.seconds) == set(STEPS) and all(s >= 0 for s in report.seconds.values())
+    assert report.seconds["reading"] > 0 and report.seconds["core"] > 0
+    last = format_report(report).splitlines()[-1]
+    assert re.fullmatch(r"time: reading \d+\.\d\ds \([\d,]+/s lines\), core \d+\.\d\ds \([\d,]+/s events: "
+                        r"identity, sessions, visits\), rules \d+\.\d\ds, report \d+\.\d\ds", last), last
+    assert "seconds" not in report.to_dict() and "time" not in report.to_dict()  # the document stays reproducible
+
+
+def test_a_dry_run_leaves_no_reference_cycles_so_the_command_runs_without_the_cycle_collector():
+    """`o2o dry-run` turns the cyclic collector off (pipeline/cli.py): that holds only while a run
+    leaves no cyclic garbage. A simulated day with bad lines, late uploads, merges and triggers."""
+    records = itertools.islice(Simulation(seed=3, start_ms=T0, mix=Mix(bad_rate=0.01, late_rate=0.02)).records(), 6_000)
+    lines = [record.json_line() for record in records]
+    gc.collect()
+    gc.disable()
+    try:
+        report = run_lines(lines, new_dry_run(now_ms=T0 + 48 * HOUR), batch_lines=500)
+        assert report.summary["dlq"] and report.merges and report.triggers  # the run went everywhere
+        del report
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 def test_the_readable_report_shows_the_first_few_and_says_how_many_more():
