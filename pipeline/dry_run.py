@@ -57,7 +57,7 @@ BATCH_LINES = 5_000
 SUMMARY_KEYS = ("read", "valid", "duplicates", "dlq", "late")
 # Where a dry run's time goes, step by step (`DryRunReport.seconds`, the text view's last line):
 # reading the lines (JSON, validation, hashing, dedup), the core (identity, sessions, visits: the
-# JourneyProcessor, input parsing excluded), the trigger rules, and closing everything + the report.
+# JourneyProcessor, parsing excluded, closing at the end included), the trigger rules, the report.
 STEPS = ("reading", "core", "rules", "report")
 DOCUMENT_KEYS = ("summary", "dlq", "persons", "sessions", "visits", "triggers", "suppressed")
 
