@@ -38,7 +38,7 @@ when it arrives out of order.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable
+from typing import Any, Final, Iterable
 
 from mypy_extensions import mypyc_attr
 
@@ -49,18 +49,18 @@ from pipeline.policy import SessionPolicy
 
 # The schema's channels, one bit each: a session keeps the channels it saw as one int.
 CHANNELS: tuple[str, ...] = ENUMS[("browse", "channel")]
-CHANNEL_BIT: dict[str, int] = {channel: 1 << i for i, channel in enumerate(CHANNELS)}
+CHANNEL_BIT: Final[dict[str, int]] = {channel: 1 << i for i, channel in enumerate(CHANNELS)}
 # Online channels; the rest (wifi, pos, call_center, other) happen in or about a shop: offline.
 ONLINE_CHANNELS = frozenset({"app", "web", "mini_program"})
-ONLINE_MASK = sum(CHANNEL_BIT[c] for c in ONLINE_CHANNELS)
+ONLINE_MASK: Final = sum(CHANNEL_BIT[c] for c in ONLINE_CHANNELS)
 OTHER_BIT = CHANNEL_BIT["other"]
 # A session counts each event type in its own slot; Session.add spells the types out.
 _COUNT_FIELDS = {kind: f"n_{kind}" for kind in EVENT_TYPES}
 _CHANNEL_SPLITS: dict[int, tuple[list[str], list[str]]] = {}  # channel bits -> (online, offline)
-NEVER = 1 << 62  # "no online event yet" sentinel for min(); fits an Int64 column
+NEVER: Final = 1 << 62  # "no online event yet" sentinel for min(); fits an Int64 column
 
 
-_ID_HASH = hashlib.blake2b(digest_size=10)  # copied per id: half the cost of a call with keywords
+_ID_HASH: Final = hashlib.blake2b(digest_size=10)  # copied per id: half the cost of a call with keywords
 
 
 def stable_id(*parts: str) -> str:
@@ -294,7 +294,7 @@ class SessionTracker:
             session_id = stable_id(session_id, "next")
         session = Session(session_id, person_id, t)
         self._by_id[session.session_id] = session
-        self._deadlines.push(t + self.policy.gap_ms, session.session_id)
+        self._deadlines.push(t + self._gap, session.session_id)
         return session
 
     def _forget(self, session: Session) -> None:

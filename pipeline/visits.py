@@ -43,7 +43,7 @@ from pipeline.events import format_occurred_at as iso_utc
 from pipeline.policy import VisitPolicy
 from pipeline.sessions import stable_id
 
-CONNECTED_KINDS = frozenset({"associate", "portal_login"})
+CONNECTED_KINDS: Final = frozenset({"associate", "portal_login"})
 
 
 # What a visit keeps of each wifi_checkin, enough to re-cut it when a late one arrives:
@@ -244,7 +244,7 @@ class VisitTracker:
 
     def _deadline(self, visit: Visit) -> int:
         """The visit can change until the cutoff passes this time."""
-        return visit.end if visit.ended else visit.end + self.policy.timeout_ms
+        return visit.end if visit.ended else visit.end + self._timeout
 
     # --- identity merges -------------------------------------------------------------------------
 

@@ -16,10 +16,15 @@ steps = st.lists(st.one_of(
     st.tuples(st.just("pop"), st.integers(-5_000, 200_000)),
     st.tuples(st.just("jump"), st.integers(10**6, 10**9)),  # an idle partition's clock: far ahead
 ), max_size=80)
+# Many entries a bucket (1,024 ms): a burst of sessions, or a restore pushing them in any order.
+crowded = st.lists(st.one_of(
+    st.tuples(st.just("push"), st.integers(0, 3_000), st.sampled_from("abcdefgh")),
+    st.tuples(st.just("pop"), st.integers(0, 3_000)),
+), max_size=300)
 
 
 @settings(max_examples=300, deadline=None)
-@given(steps)
+@given(st.one_of(steps, crowded))
 def test_pop_before_gives_what_a_heap_gives(script):
     index, heap = DeadlineIndex(), []
     for step in script:
