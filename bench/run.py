@@ -1,6 +1,7 @@
 """`o2o bench`: every contestant on the same events in one run, then a paced run for latencies.
 
-Throughput (events/s, both record layouts, a fresh private local stack for each, same generated events):
+Throughput (events/s, both record layouts, a fresh private local stack for each, same generated events;
+with `rounds`, every contestant and layout that many times, interleaved, reported as medians):
     raw_limit     confluent-kafka consume + Avro decode, no processing (bench/baselines/raw_limit.py)
     naive_faust   faust sessionizer, a Table update per event (bench/baselines/naive_faust.py)
     quix          Quix Streams session-window count per person (bench/baselines/quix.py)
@@ -19,6 +20,7 @@ real workers running, warmed up first):
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 import uuid
@@ -42,25 +44,34 @@ def quantile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def throughput(n: int, report: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Each contestant and layout on a fresh private stack. The local broker keeps every record in
-    memory (130 MB more after each pipeline run), so on one shared stack the contestants run last
-    would work on a fuller broker than the first ones (four pipeline runs in a row on one stack:
-    11,800, 11,000, 11,600, 9,200 events/s)."""
+def throughput(n: int, report: Callable[[str], None], rounds: int = 1) -> list[list[dict[str, Any]]]:
+    """Each contestant and layout on a fresh private stack, `rounds` times: one list of results per
+    round. A round runs every contestant and layout once, in the same order, so a change in this
+    machine's speed (±25 % within minutes) falls on all of them alike; `combine` takes the ratios
+    within each round.
+
+    A fresh stack each time: the local broker keeps every record in memory (130 MB more after each
+    pipeline run), so on one shared stack the contestants run last would work on a fuller broker
+    than the first ones (four pipeline runs in a row on one stack: 11,800, 11,000, 11,600, 9,200
+    events/s)."""
     events = generate_events(n)
-    results = []
-    for layout in LAYOUTS:
-        for name, run in CONTESTANTS.items():
-            report(f"{name} ({layout} records, {n:,} events) ...")
-            with bench_settings(running=False) as settings:
-                result = run(settings, events, layout)
-            report(f"  {result['events_per_s']:,.0f} events/s")
-            results.append(result)
-    return results
+    by_round = []
+    for round_no in range(1, rounds + 1):
+        results = []
+        of_rounds = f", round {round_no} of {rounds}" if rounds > 1 else ""
+        for layout in LAYOUTS:
+            for name, run in CONTESTANTS.items():
+                report(f"{name} ({layout} records, {n:,} events{of_rounds}) ...")
+                with bench_settings(running=False) as settings:
+                    result = run(settings, events, layout)
+                report(f"  {result['events_per_s']:,.0f} events/s")
+                results.append(result)
+        by_round.append(results)
+    return by_round
 
 
 def ratios(results: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """pipeline / contestant per layout (and vs naive faust's one-event-per-record layout)."""
+    """pipeline / contestant per layout (and vs naive faust's one-event-per-record layout), one round."""
     rate = {(r["contestant"], r["layout"]): r["events_per_s"] for r in results}
     out: dict[str, dict[str, float | None]] = {}
     for layout in LAYOUTS:
@@ -71,6 +82,31 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     if naive_single and ours_batched:
         out["batched"]["pipeline/naive_faust_single"] = round(ours_batched / naive_single, 2)
     return out
+
+
+def combine(by_round: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """The rounds of `throughput` as `o2o bench` reports them.
+
+    "results": per contestant and layout, its median run (the lower middle one for an even number of
+    rounds: always a run that happened), with every round's events/s in "rounds_events_per_s";
+    "ratios": each ratio's median over the rounds, a ratio being taken within a round;
+    "ratios_by_round": each round's own. One round: that round's results and ratios."""
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for results in by_round:
+        for result in results:
+            runs.setdefault((result["contestant"], result["layout"]), []).append(result)
+    combined = []
+    for of_one in runs.values():
+        ranked = sorted(of_one, key=lambda r: r["events_per_s"] or 0)
+        combined.append({**ranked[(len(ranked) - 1) // 2], "rounds_events_per_s": [r["events_per_s"] for r in of_one]})
+    per_round = [ratios(results) for results in by_round]
+    medians: dict[str, dict[str, float | None]] = {}
+    for layout, names in per_round[0].items():
+        medians[layout] = {}
+        for name in names:
+            values = [r[layout][name] for r in per_round if r[layout].get(name) is not None]
+            medians[layout][name] = round(statistics.median(values), 2) if values else None
+    return {"results": combined, "ratios": medians, "ratios_by_round": per_round}
 
 
 def daytime_end_ms(settings: Settings, now_ms: int) -> int:
@@ -204,8 +240,9 @@ def histogram_quantile(samples: dict[str, float], metric: str, q: float, label: 
     return None
 
 
-def run_bench(events: int, rate: float, seconds: float, report: Callable[[str], None]) -> dict[str, Any]:
-    results = throughput(events, report)
+def run_bench(events: int, rate: float, seconds: float, report: Callable[[str], None],
+              rounds: int = 1) -> dict[str, Any]:
+    throughputs = combine(throughput(events, report, rounds))
     with bench_settings(running=False) as settings:
         latency = paced(settings, rate, seconds, report)
-    return {"events": events, "results": results, "ratios": ratios(results), "paced": latency}
+    return {"events": events, "rounds": rounds, **throughputs, "paced": latency}

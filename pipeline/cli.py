@@ -835,6 +835,10 @@ def bench_cmd(
     events: Annotated[int, typer.Option(help="Events per contestant and layout (the same events for all).")] = 100_000,
     rate: Annotated[float, typer.Option(help="Events/s of the paced run that measures latencies.")] = 2_000,
     seconds: Annotated[float, typer.Option(help="Length of the paced run, seconds.")] = 30,
+    rounds: Annotated[int, typer.Option(min=1, help=(
+        "Run every contestant and layout this many times, interleaved, and report medians: a "
+        "machine whose speed drifts then slows all contestants alike, and each ratio is taken "
+        "within a round. About 4 minutes a round at 100,000 events."))] = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Measure the pipeline against raw Kafka, naive faust and Quix Streams on the same events.
@@ -846,6 +850,10 @@ def bench_cmd(
     real workers, until every event is in ClickHouse). Then a paced run (`--rate` for `--seconds`)
     measures p50/p99 event -> trigger and event -> ClickHouse latency. Prints events/s, the ratios, and the latencies; `--json`
     prints one document. Takes several minutes; the baselines live in `bench/`.
+
+    On a shared machine one run can be off by a quarter: `--rounds 3` runs the contestants three
+    times, interleaved, and reports each one's median run and each ratio's median over the rounds
+    (every round's figures are in the `--json` document: "rounds_events_per_s", "ratios_by_round").
     """
     root = Path(__file__).resolve().parents[1]
     if not (root / "bench" / "run.py").exists():
@@ -854,13 +862,17 @@ def bench_cmd(
         sys.path.insert(0, str(root))
     from bench.run import run_bench
 
-    result = run_bench(events, rate, seconds, lambda line: typer.echo(line, err=True))
+    result = run_bench(events, rate, seconds, lambda line: typer.echo(line, err=True), rounds)
     if as_json:
         typer.echo(json.dumps(result))
         return
-    typer.echo(f"{'contestant':14} {'layout':8} {'events/s':>10}")
+    several = rounds > 1
+    typer.echo(f"{'contestant':14} {'layout':8} {'events/s':>10}" + (f"  (median of {rounds} rounds: each round)" if several else ""))
     for r in result["results"]:
-        typer.echo(f"{r['contestant']:14} {r['layout']:8} {r['events_per_s'] or 0:>10,.0f}")
+        each = ", ".join(f"{rate or 0:,.0f}" for rate in r["rounds_events_per_s"]) if several else ""
+        typer.echo(f"{r['contestant']:14} {r['layout']:8} {r['events_per_s'] or 0:>10,.0f}" + (f"  ({each})" if several else ""))
+    if several:
+        typer.echo(f"ratios: medians of the {rounds} rounds' own")
     for layout, ratios in result["ratios"].items():
         typer.echo(f"{layout}: " + ", ".join(f"{k} {v}x" for k, v in ratios.items() if v is not None))
     paced = result["paced"]
