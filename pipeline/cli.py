@@ -867,7 +867,7 @@ def bench_cmd(
         typer.echo(json.dumps(result))
         return
     several = rounds > 1
-    typer.echo(f"{'contestant':14} {'layout':8} {'events/s':>10}" + (f"  (median of {rounds} rounds: each round)" if several else ""))
+    typer.echo(f"{'contestant':14} {'layout':8} {'events/s':>10}" + (f"  (median of {rounds} rounds; each round)" if several else ""))
     for r in result["results"]:
         each = ", ".join(f"{rate or 0:,.0f}" for rate in r["rounds_events_per_s"]) if several else ""
         typer.echo(f"{r['contestant']:14} {r['layout']:8} {r['events_per_s'] or 0:>10,.0f}" + (f"  ({each})" if several else ""))

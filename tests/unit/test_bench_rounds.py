@@ -75,3 +75,25 @@ def test_a_round_without_a_rate_leaves_that_ratio_to_the_other_rounds():
 
     assert [r["single"]["pipeline/quix"] for r in combined["ratios_by_round"]] == [None, 2.0, 3.2]
     assert combined["ratios"]["single"]["pipeline/quix"] == 2.6
+
+
+def test_the_text_view_shows_the_median_and_every_round(monkeypatch):
+    import bench.run
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    def three_rounds(events, rate, seconds, report, rounds):
+        by_round = [full_round(pipeline=15_000, quix=5_000), full_round(pipeline=9_000, quix=3_000),
+                    full_round(pipeline=12_000, quix=6_000)][:rounds]
+        paced = {"achieved_rate": 2_000.0, "trigger_latency_ms": {"p50": 80, "p99": 160, "count": 300},
+                 "clickhouse_freshness_ms": {"p50": 700, "p99": 1_400}}
+        return {"events": events, "rounds": rounds, **combine(by_round), "paced": paced}
+
+    monkeypatch.setattr(bench.run, "run_bench", three_rounds)
+    result = CliRunner().invoke(app, ["bench", "--rounds", "3"])
+
+    assert result.exit_code == 0, result.output
+    assert "o2o_pipeline   single       12,000  (15,000, 9,000, 12,000)" in result.output
+    assert "pipeline/quix 3.0x" in result.output
+    assert CliRunner().invoke(app, ["bench", "--rounds", "0"]).exit_code == 2
