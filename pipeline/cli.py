@@ -869,7 +869,7 @@ def bench_cmd(
     several = rounds > 1
     typer.echo(f"{'contestant':14} {'layout':8} {'events/s':>10}" + (f"  (median of {rounds} rounds; each round)" if several else ""))
     for r in result["results"]:
-        each = ", ".join(f"{rate or 0:,.0f}" for rate in r["rounds_events_per_s"]) if several else ""
+        each = ", ".join(f"{per_round or 0:,.0f}" for per_round in r["rounds_events_per_s"])
         typer.echo(f"{r['contestant']:14} {r['layout']:8} {r['events_per_s'] or 0:>10,.0f}" + (f"  ({each})" if several else ""))
     if several:
         typer.echo(f"ratios: medians of the {rounds} rounds' own")
