@@ -6,11 +6,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
+# The interpreter: $PYTHON if set; else the distribution's /usr/bin/python3 when it is 3.11 or newer
+# and can make a venv and compile the core (Debian builds it with profile-guided and link-time
+# optimisation, linked statically: the core ran 14 % and reading 20 % faster on it than on a plain
+# source build of 3.11; README, "Performance"); else python3 on PATH.
+distribution_python() {
+  local candidate=/usr/bin/python3
+  [ -x "$candidate" ] && "$candidate" -c 'import ensurepip, os, sys, sysconfig
+sys.exit(sys.version_info < (3, 11) or not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    2>/dev/null && echo "$candidate"
+}
+PYTHON=${PYTHON:-$(distribution_python || echo python3)}
+PYTHON=$("$PYTHON" -c 'import os, sys; print(os.path.realpath(sys.executable))')
+
+# A .venv made by another interpreter is made again (the project is installed into it anew).
+venv_base() { sed -n 's/^executable = //p' .venv/pyvenv.cfg 2>/dev/null; }
+if [ -x .venv/bin/python ] && [ "$(realpath -q "$(venv_base)")" != "$PYTHON" ]; then
+  say "re-creating .venv with $PYTHON (it was made with $(venv_base || echo 'an unknown interpreter'))"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
-  say "creating .venv with $($PYTHON --version)"
+  say "creating .venv with $PYTHON ($("$PYTHON" --version))"
   "$PYTHON" -m venv .venv
 fi
 
