@@ -10,8 +10,8 @@ say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # The interpreter: $PYTHON if set; else the distribution's /usr/bin/python3 when it is 3.11 or newer
 # and can make a venv and compile the core (Debian builds it with profile-guided and link-time
-# optimisation, linked statically: the core ran 14 % and reading 20 % faster on it than on a plain
-# source build of 3.11; README, "Performance"); else python3 on PATH.
+# optimisation, libpython linked in: the core took 14 % and reading 20 % less time on it than on a
+# plain source build of 3.11; README, "The interpreter"); else python3 on PATH.
 distribution_python() {
   local candidate=/usr/bin/python3
   [ -x "$candidate" ] && "$candidate" -c 'import ensurepip, os, sys, sysconfig
