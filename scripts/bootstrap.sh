@@ -22,9 +22,9 @@ PYTHON=${PYTHON:-$(distribution_python || echo python3)}
 PYTHON=$("$PYTHON" -c 'import os, sys; print(os.path.realpath(sys.executable))')
 
 # A .venv made by another interpreter is made again (the project is installed into it anew).
-venv_base() { sed -n 's/^executable = //p' .venv/pyvenv.cfg 2>/dev/null; }
-if [ -x .venv/bin/python ] && [ "$(realpath -q "$(venv_base)")" != "$PYTHON" ]; then
-  say "re-creating .venv with $PYTHON (it was made with $(venv_base || echo 'an unknown interpreter'))"
+made_with=$(sed -n 's/^executable = //p' .venv/pyvenv.cfg 2>/dev/null || true)
+if [ -x .venv/bin/python ] && [ "$(realpath -q "$made_with")" != "$PYTHON" ]; then
+  say "re-creating .venv with $PYTHON (it was made with ${made_with:-an unknown interpreter})"
   rm -rf .venv
 fi
 if [ ! -x .venv/bin/python ]; then
