@@ -24,9 +24,10 @@ FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
 log = logging.getLogger("o2o.worker")
 
 
-def group_consumer(settings: Settings, group: str, fetch_max_wait_ms: int) -> Consumer:
+def group_consumer(settings: Settings, group: str, fetch_max_wait_ms: int, partition_eof: bool = False) -> Consumer:
     """A confluent-kafka consumer of `group` for the agents in threads (ingest, sink): offsets
-    committed by hand after a batch is stored, a new group starting at the earliest offset."""
+    committed by hand after a batch is stored, a new group starting at the earliest offset;
+    `partition_eof`: poll() also reports reaching the end of a partition (_PARTITION_EOF)."""
     return Consumer({
         **settings.kafka_client_config(),
         "group.id": group,
@@ -35,6 +36,7 @@ def group_consumer(settings: Settings, group: str, fetch_max_wait_ms: int) -> Co
         "session.timeout.ms": settings.kafka_session_timeout_ms,
         "fetch.wait.max.ms": fetch_max_wait_ms,
         "max.partition.fetch.bytes": FETCH_BYTES_PER_PARTITION,
+        "enable.partition.eof": partition_eof,
     })
 
 

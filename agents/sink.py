@@ -9,7 +9,8 @@
 One consumer per topic, in the consumer group `<prefix>-sink-<table>`, each in a thread of the
 worker (`o2o worker --agents sink` runs sink-only workers; more of them share the partitions).
 Per batch (`sink_batch_records` Kafka records, `sink_batch_bytes` of them, or `sink_batch_wait_ms`
-after the first one, whichever comes first; a record carries up to `output_batch_events` rows) it
+after the first one, whichever comes first, and right after a full batch as soon as every partition
+is read to its end: sinks/batching.py; a record carries up to `output_batch_events` rows) it
 decodes, builds the rows and inserts them in one block (sinks/writer.py): `events` as JSONEachRow
 over ClickHouse's HTTP interface (sinks/http.py: the widest table, and the most rows, cost half as
 much that way), the others through clickhouse-driver. The byte bound keeps a sink working off a
@@ -46,6 +47,7 @@ from agents.app import group_consumer
 from pipeline.config import Settings
 from pipeline.serde import EventCodec, registry_from_settings
 from pipeline.topics import IDENTITY, RESOLVED, SESSIONS, TRIGGER_LOG, VISITS
+from sinks.batching import CatchUp
 from sinks.http import ClickHouseHTTP
 from sinks.tables import insert_columns
 from sinks.writer import JsonRows, apply_person_merges, event_json_rows, insert
@@ -79,21 +81,24 @@ class TableSink(threading.Thread):
 
     def consume_and_store(self) -> None:
         settings = self.settings
-        consumer = group_consumer(settings, f"{settings.topic_prefix}-sink-{self.table}", settings.sink_fetch_max_wait_ms)
+        consumer = group_consumer(settings, f"{settings.topic_prefix}-sink-{self.table}", settings.sink_fetch_max_wait_ms,
+                                  partition_eof=True)
         client = Client(**settings.clickhouse_client_kwargs(), connect_timeout=3, send_receive_timeout=60)
         consumer.subscribe([self.topic])
+        catch_up = CatchUp()
         try:
             while not self.stop.is_set():
-                batch = self.take(consumer)
+                batch = self.take(consumer, catch_up)
                 if batch:
                     self.store_batch(consumer, client, batch)
         finally:
             consumer.close()
             client.disconnect()
 
-    def take(self, consumer: Consumer) -> list:
+    def take(self, consumer: Consumer, catch_up: CatchUp) -> list:
         """Up to sink_batch_records messages or sink_batch_bytes of them, waiting at most
-        sink_batch_wait_ms after the first."""
+        sink_batch_wait_ms after the first; right after a full batch, only until every assigned
+        partition is read to its end (sinks/batching.py)."""
         settings = self.settings
         batch: list = []
         size = 0
@@ -109,10 +114,17 @@ class TableSink(threading.Thread):
             if error is None:
                 batch.append(message)
                 size += len(message.value() or b"")
-            elif error.code() != KafkaError._PARTITION_EOF:
+                catch_up.received(message.partition())
+            elif error.code() == KafkaError._PARTITION_EOF:
+                assigned = [tp.partition for tp in consumer.assignment()]
+                if catch_up.reached_end(message.partition(), assigned) and batch:
+                    break
+            else:
                 log.warning("sink %s: consumer error %s", self.table, error)
             if batch and deadline is None:
                 deadline = time.monotonic() + settings.sink_batch_wait_ms / 1000
+        if batch:
+            catch_up.batch_closed(len(batch) >= settings.sink_batch_records or size >= settings.sink_batch_bytes)
         return batch
 
     def store_batch(self, consumer: Consumer, client: Client, batch: list) -> None:

@@ -84,3 +84,24 @@ def test_clickhouse_down_for_30_s_mid_stream_loses_and_doubles_nothing(pipeline_
              "every event stored after the outage", interval_s=1)
     assert scalar(pipeline_settings, "SELECT uniqExact(event_id) FROM events") == len(events)
     assert scalar(pipeline_settings, "SELECT count() FROM events FINAL") == len(events)
+
+
+def test_the_tail_of_a_backlog_is_inserted_once_read_not_after_the_batch_wait(pipeline_settings, start_worker):
+    """Batches of 2 records, a 10-minute wait: 5 records make two full batches and one of 1 record,
+    which goes in as soon as the sink has read everything (sinks/batching.py), not 10 minutes later."""
+    from confluent_kafka import Producer
+
+    from agents.journey_records import absorbed_session
+    from pipeline.serde import EventCodec
+    from pipeline.topics import SESSIONS
+
+    codec = EventCodec()
+    producer = Producer(pipeline_settings.kafka_client_config())
+    for i in range(5):
+        record = absorbed_session(f"tail-{i}", "into", "m:tail", emitted_at=1_700_000_000_000)
+        producer.produce(pipeline_settings.topic(SESSIONS), codec.encode_outputs("session_update", [record]),
+                         partition=0)
+    assert producer.flush(30) == 0
+    start_worker(O2O_WORKER_AGENTS="sink", O2O_SINK_BATCH_RECORDS="2", O2O_SINK_BATCH_WAIT_MS="600000")
+    wait_for(lambda: scalar(pipeline_settings, "SELECT count() FROM sessions WHERE session_id LIKE 'tail-%'") == 5,
+             120, "all five records stored, the last one well before its batch wait of 10 minutes")
