@@ -55,7 +55,7 @@ import faust
 from faust.types import TP
 
 from agents import metrics
-from agents.app import raw_sender, raw_topic
+from agents.app import collector_paused, raw_sender, raw_topic
 from agents.changelog import (SnapshotSchedule, changelog_group, intent_record, read_changelog_tail,
                               replay_changelog)
 from agents.journey_records import (OpenUpdates, by_partition, resolved_envelope, session_updates,
@@ -213,14 +213,18 @@ def register(app: faust.App, settings: Settings) -> None:
         metrics.record_journey(batch)
         metrics.record_rules(fired)
         metrics.record_state(state.processor, state.engine)
-        state.acknowledging = asyncio.ensure_future(acknowledge(out, triggered, sends, group, snapshot))
+        # `acknowledge` keeps the ingress appends of the triggers' causes, not the batch: its events
+        # are garbage once this returns (agents/app.py, collector_paused).
+        appended = cause_appends(out, [trigger for trigger, _ in triggered])
+        state.acknowledging = asyncio.ensure_future(acknowledge(appended, triggered, sends, group, snapshot))
         state.acknowledging.add_done_callback(stop_if_failed)
 
-    async def acknowledge(out: BatchOutput, triggered: list, sends: list, group: list[bytes], snapshot: bool) -> None:
+    async def acknowledge(appended: dict[str, float], triggered: list, sends: list, group: list[bytes],
+                          snapshot: bool) -> None:
         """A batch's outputs acknowledged, then its changelog group written and acknowledged."""
         started = time.perf_counter()
         await asyncio.gather(*sends, *(sent for _, sent in triggered))
-        observe_trigger_latency(out, [trigger for trigger, _ in triggered])
+        observe_trigger_latency(appended, [trigger for trigger, _ in triggered])
         await asyncio.gather(*[await send(changelog, value, 0) for value in group])
         if snapshot:
             metrics.STATE_SNAPSHOTS.labels("journey").inc()
@@ -275,12 +279,17 @@ def register(app: faust.App, settings: Settings) -> None:
         envelopes = [resolved_envelope(r.value, r.offset, r.events, person_of, late) for r in records]
         return partition, codec.encode_outputs("resolved_events", envelopes), min(r.appended_s for r in records)
 
-    def observe_trigger_latency(out: BatchOutput, triggers: list) -> None:
+    def cause_appends(out: BatchOutput, triggers: list) -> dict[str, float]:
+        """Event id -> ingress append time, for the events that caused `triggers`."""
         if not triggers or not out.records:
-            return
+            return {}
         causes = {cause for trigger in triggers for cause in trigger.cause_event_ids}
-        appended = {event["event_id"]: record.appended_s for record in out.records for event in record.events
-                    if event["event_id"] in causes}
+        return {event["event_id"]: record.appended_s for record in out.records for event in record.events
+                if event["event_id"] in causes}
+
+    def observe_trigger_latency(appended: dict[str, float], triggers: list) -> None:
+        if not appended:
+            return
         now_s = time.time()
         for trigger in triggers:
             appends = [appended[c] for c in trigger.cause_event_ids if c in appended]
@@ -291,27 +300,31 @@ def register(app: faust.App, settings: Settings) -> None:
     async def journey(stream: faust.StreamT) -> None:
         async for records in stream.take_events(settings.agent_batch_records, within=settings.agent_batch_wait_ms / 1000):
             async with state.lock:
-                if state.processor is None:
-                    await state.acknowledged()  # what the previous owner of this state still had in flight
-                    await restore()
-                metrics.BATCH_RECORDS.labels("journey").observe(len(records))
-                started = time.perf_counter()
-                batch: list[AcceptedRecord] = []
-                for record in records:
-                    message = record.message
-                    if message.offset <= state.restored_offset:
-                        continue  # reflected in the restored state, and its outputs were published
-                    decoded = AcceptedRecord(message.offset, message.timestamp or time.time(), message.value,
-                                             codec.decode_accepted(message.value))
-                    if state.replay_until is not None:
-                        state.replay.append(decoded)
-                        if message.offset == state.replay_until:  # the interrupted batch is whole again
-                            await run_batch(state.replay, started)
-                            state.replay_until, state.replay = None, []
-                        continue
-                    batch.append(decoded)
-                if batch:
-                    await run_batch(batch, started)
+                with collector_paused():  # a batch's objects are garbage only once it is done
+                    await take(records)
+
+    async def take(records: list) -> None:
+        if state.processor is None:
+            await state.acknowledged()  # what the previous owner of this state still had in flight
+            await restore()
+        metrics.BATCH_RECORDS.labels("journey").observe(len(records))
+        started = time.perf_counter()
+        batch: list[AcceptedRecord] = []
+        for record in records:
+            message = record.message
+            if message.offset <= state.restored_offset:
+                continue  # reflected in the restored state, and its outputs were published
+            decoded = AcceptedRecord(message.offset, message.timestamp or time.time(), message.value,
+                                     codec.decode_accepted(message.value))
+            if state.replay_until is not None:
+                state.replay.append(decoded)
+                if message.offset == state.replay_until:  # the interrupted batch is whole again
+                    await run_batch(state.replay, started)
+                    state.replay_until, state.replay = None, []
+                continue
+            batch.append(decoded)
+        if batch:
+            await run_batch(batch, started)
 
     async def run_batch(records: list[AcceptedRecord], started: float) -> None:
         last_offset = records[-1].offset
