@@ -10,6 +10,7 @@ from pipeline.compiled import INTERPRETED_ENV, package_path_entry
 
 O2O = str(Path(sys.executable).parent / "o2o")
 NOW = "2026-11-24T00:00:00+08:00"
+START = "2026-11-20T08:00:00+08:00"  # the simulated days end before NOW, whatever today's date
 
 
 def o2o(*args, interpreted: bool) -> subprocess.CompletedProcess:
@@ -25,7 +26,7 @@ def test_compiled_and_interpreted_dry_runs_are_identical(tmp_path):
     assert package_path_entry() is not None, "no compiled core to compare: make compile"
     events = tmp_path / "day.jsonl"
     made = o2o("simulate", "--out", str(events), "--events", "30000", "--rate", "0", "--seed", "11",
-               "--bad-rate", "0.01", "--late-rate", "0.1", interpreted=False)
+               "--start", START, "--bad-rate", "0.01", "--late-rate", "0.1", interpreted=False)
     assert made.returncode == 0, made.stderr
 
     compiled, interpreted = (o2o("dry-run", "--events", str(events), "--now", NOW, "--json", interpreted=flag)
