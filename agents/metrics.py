@@ -114,6 +114,8 @@ def record_rules(out) -> None:
 
 
 SINK_ROWS = Counter("o2o_sink_rows_total", "Rows stored in ClickHouse", ["table"])
+SINK_BATCHES = Counter("o2o_sink_batches_total", "Insert batches by what closed them: full, wait (sink_batch_wait_ms) "
+                       "or caught_up (read to the end right after a full batch: sinks/batching.py)", ["table", "closed_by"])
 SINK_ERRORS = Counter("o2o_sink_insert_errors_total", "Failed ClickHouse inserts (each is retried)", ["table", "error"])
 SINK_INSERT_SECONDS = Histogram("o2o_sink_insert_seconds", "ClickHouse insert time per batch", ["table"],
                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))

@@ -103,6 +103,7 @@ class TableSink(threading.Thread):
         batch: list = []
         size = 0
         deadline = None
+        closed_by = "wait"  # unless full or caught up
         while len(batch) < settings.sink_batch_records and size < settings.sink_batch_bytes and not self.stop.is_set():
             wait = 0.5 if deadline is None else deadline - time.monotonic()
             if wait <= 0:
@@ -118,13 +119,16 @@ class TableSink(threading.Thread):
             elif error.code() == KafkaError._PARTITION_EOF:
                 assigned = [tp.partition for tp in consumer.assignment()]
                 if catch_up.reached_end(message.partition(), assigned) and batch:
+                    closed_by = "caught_up"
                     break
             else:
                 log.warning("sink %s: consumer error %s", self.table, error)
             if batch and deadline is None:
                 deadline = time.monotonic() + settings.sink_batch_wait_ms / 1000
         if batch:
-            catch_up.batch_closed(len(batch) >= settings.sink_batch_records or size >= settings.sink_batch_bytes)
+            full = len(batch) >= settings.sink_batch_records or size >= settings.sink_batch_bytes
+            catch_up.batch_closed(full)
+            metrics.SINK_BATCHES.labels(self.table, "full" if full else closed_by).inc()
         return batch
 
     def store_batch(self, consumer: Consumer, client: Client, batch: list) -> None:

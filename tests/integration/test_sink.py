@@ -102,6 +102,9 @@ def test_the_tail_of_a_backlog_is_inserted_once_read_not_after_the_batch_wait(pi
         producer.produce(pipeline_settings.topic(SESSIONS), codec.encode_outputs("session_update", [record]),
                          partition=0)
     assert producer.flush(30) == 0
-    start_worker(O2O_WORKER_AGENTS="sink", O2O_SINK_BATCH_RECORDS="2", O2O_SINK_BATCH_WAIT_MS="600000")
+    worker = start_worker(O2O_WORKER_AGENTS="sink", O2O_SINK_BATCH_RECORDS="2", O2O_SINK_BATCH_WAIT_MS="600000")
     wait_for(lambda: scalar(pipeline_settings, "SELECT count() FROM sessions WHERE session_id LIKE 'tail-%'") == 5,
              120, "all five records stored, the last one well before its batch wait of 10 minutes")
+    batches = {closed_by: worker.metrics().get(f'o2o_sink_batches_total{{closed_by="{closed_by}",table="sessions"}}')
+               for closed_by in ("full", "caught_up", "wait")}
+    assert batches == {"full": 2.0, "caught_up": 1.0, "wait": None}, batches
